@@ -1,0 +1,3 @@
+from cl_metadata.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,51 @@
+"""What a provider may use: the shared HTTP client, config drives, the kernel command line.
+
+Everything is created on first use, so a config-drive run never imports ``requests`` and an
+HTTP run never touches block devices.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Mapping, Optional, Sequence
+
+from cl_metadata.deadline import Deadline
+
+ENDPOINT_ENV = "CL_METADATA_ENDPOINT"
+CONFIG_DRIVE_ENV = "CL_METADATA_CONFIG_DRIVE"
+CMDLINE_ENV = "CL_METADATA_CMDLINE"
+
+
+class Context:
+    def __init__(self, *, deadline: Deadline, environ: Mapping[str, str] = os.environ,
+                 kernel_cmdline: Optional[Mapping[str, str]] = None):
+        self.deadline = deadline
+        self.endpoint = environ.get(ENDPOINT_ENV) or None
+        self.config_drive_override = environ.get(CONFIG_DRIVE_ENV) or None
+        self.kernel_cmdline = dict(kernel_cmdline or {})
+        self._http = None
+
+    @property
+    def http(self):
+        """The run's one HTTP client (``cl_metadata.http.HttpClient``), created on first use."""
+        if self._http is None:
+            from cl_metadata.http import HttpClient
+
+            self._http = HttpClient(deadline=self.deadline, endpoint=self.endpoint)
+        return self._http
+
+    def config_drive(self, labels: Sequence[str], *, wait: float = 0.0,
+                     premounted: Sequence[str] = ()):
+        """A context manager yielding a ``cl_metadata.configdrive.ConfigDrive``.
+
+        Raises ``ConfigDriveNotFound`` when no drive carries one of ``labels``.
+        """
+        from cl_metadata.configdrive import open_config_drive
+
+        return open_config_drive(labels, override=self.config_drive_override, wait=wait,
+                                 premounted=premounted, deadline=self.deadline)
+
+    def close(self) -> None:
+        if self._http is not None:
+            self._http.close()
+            self._http = None

@@ -1,0 +1,1 @@
+"""Per-platform renderers of the instance description."""

@@ -1,0 +1,1 @@
+"""Platform modules: each describes one platform's metadata protocol (see base.Provider)."""
