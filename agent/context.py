@@ -10,10 +10,13 @@ import os
 from typing import Mapping, Optional, Sequence
 
 from cl_metadata.deadline import Deadline
+from cl_metadata.errors import UsageError
 
 ENDPOINT_ENV = "CL_METADATA_ENDPOINT"
 CONFIG_DRIVE_ENV = "CL_METADATA_CONFIG_DRIVE"
 CMDLINE_ENV = "CL_METADATA_CMDLINE"
+CONCURRENCY_ENV = "CL_METADATA_CONCURRENCY"  # parallel requests per run (benchmarks set 1)
+DEFAULT_CONCURRENCY = 8
 
 
 class Context:
@@ -23,6 +26,7 @@ class Context:
         self.endpoint = environ.get(ENDPOINT_ENV) or None
         self.config_drive_override = environ.get(CONFIG_DRIVE_ENV) or None
         self.kernel_cmdline = dict(kernel_cmdline or {})
+        self.concurrency = _positive_int(environ, CONCURRENCY_ENV, DEFAULT_CONCURRENCY)
         self._http = None
 
     @property
@@ -31,7 +35,8 @@ class Context:
         if self._http is None:
             from cl_metadata.http import HttpClient
 
-            self._http = HttpClient(deadline=self.deadline, endpoint=self.endpoint)
+            self._http = HttpClient(deadline=self.deadline, endpoint=self.endpoint,
+                                    max_workers=self.concurrency)
         return self._http
 
     def config_drive(self, labels: Sequence[str], *, wait: float = 0.0,
@@ -49,3 +54,12 @@ class Context:
         if self._http is not None:
             self._http.close()
             self._http = None
+
+
+def _positive_int(environ: Mapping[str, str], name: str, default: int) -> int:
+    raw = environ.get(name)
+    if not raw:
+        return default
+    if not raw.isdigit() or not 1 <= int(raw) <= 64:
+        raise UsageError(f"{name}={raw!r} is not a whole number from 1 to 64")
+    return int(raw)

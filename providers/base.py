@@ -26,13 +26,14 @@ class Provider:
     """Base class; every method has a harmless default ("this platform has none").
 
     Subclasses set ``id`` (the platform id of ``--provider`` and the kernel command line),
-    ``description`` and ``features``, and override the methods for what the platform has.
+    ``description``, ``source`` and ``features``, and override the methods for what the platform has.
     Methods may be called concurrently from different threads; share a fetched document
     through :meth:`once`.
     """
 
     id: ClassVar[str] = ""
     description: ClassVar[str] = ""
+    source: ClassVar[str] = ""  # "http", "config drive", "config drive, else http", "local"
     features: ClassVar[FrozenSet[str]] = frozenset()
 
     def __init__(self, context: Context):

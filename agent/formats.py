@@ -1,0 +1,92 @@
+"""Parsing helpers every provider shares: metadata text, JSON documents, EC2-style key indexes.
+
+Errors name the source and the field, never the value.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Dict, List, Optional
+
+from cl_metadata.errors import InvalidMetadata
+
+
+def text(body: Optional[bytes], source: str) -> Optional[str]:
+    """A metadata value as text: strict UTF-8, surrounding whitespace removed.
+
+    Upstream kept raw bodies, so a value ending in a newline broke ``EnvironmentFile=``
+    consumers; a trailing newline is never part of an address, id or name.
+    """
+    if body is None:
+        return None
+    try:
+        return body.decode("utf-8").strip()
+    except UnicodeDecodeError as err:
+        raise InvalidMetadata(f"not valid UTF-8 (byte {err.start})", source=source) from None
+
+
+def json_document(body: bytes, source: str) -> Any:
+    try:
+        return json.loads(body.decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise InvalidMetadata(f"not valid UTF-8 (byte {err.start})", source=source) from None
+    except json.JSONDecodeError as err:
+        raise InvalidMetadata(f"invalid JSON at line {err.lineno} column {err.colno}: {err.msg}",
+                              source=source) from None
+
+
+def json_object(body: bytes, source: str) -> Dict[str, Any]:
+    document = json_document(body, source)
+    if not isinstance(document, dict):
+        raise InvalidMetadata(f"expected a JSON object, got {_kind(document)}", source=source)
+    return document
+
+
+def string_field(document: Dict[str, Any], field: str, source: str, *,
+                 required: bool = False) -> Optional[str]:
+    """``document[field]`` as a stripped string; numbers are accepted as their decimal text."""
+    value = document.get(field)
+    if value is None:
+        if required:
+            raise InvalidMetadata(f"field {field!r} is missing", source=source)
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise InvalidMetadata(f"field {field!r}: expected a string, got {_kind(value)}",
+                              source=source)
+    return str(value).strip()
+
+
+def string_map(document: Dict[str, Any], field: str, source: str) -> Dict[str, str]:
+    """``document[field]`` as a mapping of strings to strings (absent → empty)."""
+    value = document.get(field)
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise InvalidMetadata(f"field {field!r}: expected an object of strings, got "
+                              f"{_kind(value)}", source=source)
+    return value
+
+
+def key_lines(body: Optional[str]) -> List[str]:
+    """Non-blank lines of an authorized_keys style body."""
+    if not body:
+        return []
+    return [line.strip() for line in body.splitlines() if line.strip()]
+
+
+def ec2_key_index(body: Optional[str], source: str) -> List[str]:
+    """Indexes from an EC2-style ``public-keys`` listing: lines ``<index>=<name>``."""
+    indexes = []
+    for number, line in enumerate(key_lines(body), 1):
+        parts = line.split("=")
+        if len(parts) != 2 or not parts[0].isdigit():
+            raise InvalidMetadata(f"line {number} is not '<index>=<name>'", source=source)
+        indexes.append(parts[0])
+    return indexes
+
+
+def _kind(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean",
+            type(None): "null"}.get(type(value), "a number" if isinstance(value, (int, float))
+                                     else type(value).__name__)

@@ -1,0 +1,144 @@
+"""One run: pick the provider, fetch what the outputs need, validate it all, then write.
+
+Nothing is written until everything was fetched and validated, so bad metadata leaves every
+existing output exactly as it was. Writes happen in Container Linux's order: attributes,
+SSH keys, hostname, network units; the check-in comes last.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, Tuple
+
+from cl_metadata import log as agent_log
+from cl_metadata import registry
+from cl_metadata.context import Context
+from cl_metadata.errors import MetadataError
+from cl_metadata.model import Metadata, Needs
+from cl_metadata.providers.base import CHECK_IN, NETWORK_UNITS, Provider
+
+log = logging.getLogger("cl_metadata")
+
+PREFIXES = ("COREOS", "AFTERBURN")
+
+
+@dataclass(frozen=True)
+class Job:
+    """What the command line asked for."""
+
+    provider_id: str
+    attributes_path: Optional[str] = None
+    ssh_users: Tuple[str, ...] = ()
+    hostname_path: Optional[str] = None
+    network_units_dir: Optional[str] = None
+    check_in: bool = False
+    prefix: str = "COREOS"
+
+    def needs(self) -> Needs:
+        return Needs(attributes=self.attributes_path is not None, ssh_keys=bool(self.ssh_users),
+                     hostname=self.hostname_path is not None,
+                     network=self.network_units_dir is not None, check_in=self.check_in)
+
+
+def run(job: Job, context: Context) -> None:
+    needs = job.needs()
+    entry = registry.get(job.provider_id)
+    provider_id = entry.id
+    if not needs.any():
+        log.warning("%s: no output requested (--attributes, --ssh-keys, --hostname, "
+                    "--network-units, --check-in); nothing to do", provider_id)
+        return
+    # Refuse an unusable user before the platform is even asked.
+    from cl_metadata import sshkeys
+    users = [sshkeys.lookup_user(name) for name in job.ssh_users]
+
+    agent_log.status(f"reading {provider_id} metadata")
+    try:
+        with entry.provider(context) as provider:
+            metadata = fetch(provider, needs)
+            hostname, keys = _validate(metadata, needs)
+            _write(job, provider, metadata, hostname, keys, users)
+            if needs.check_in:
+                _check_in(provider)
+    except MetadataError as err:
+        if err.provider is None:
+            err.provider = provider_id
+        raise
+    agent_log.status(f"{provider_id} metadata written")
+
+
+def fetch(provider: Provider, needs: Needs) -> Metadata:
+    """Ask the provider for the parts ``needs`` names, concurrently when there are several."""
+    calls: Dict[str, Callable[[], object]] = {}
+    if needs.attributes:
+        calls["attributes"] = provider.attributes
+    if needs.ssh_keys:
+        calls["ssh_keys"] = provider.ssh_keys
+    if needs.hostname:
+        calls["hostname"] = provider.hostname
+    if needs.network and NETWORK_UNITS in provider.features:
+        calls["network"] = provider.network
+    log.info("%s: fetching %s", provider.id, ", ".join(calls).replace("_", " ") or "nothing")
+    results = _call_all(calls)
+    interfaces, netdevs = results.get("network", ((), ()))
+    return Metadata(attributes=results.get("attributes", {}),
+                    ssh_keys=tuple(results.get("ssh_keys", ())),
+                    hostname=results.get("hostname"),
+                    interfaces=tuple(interfaces), netdevs=tuple(netdevs),
+                    can_check_in=CHECK_IN in provider.features)
+
+
+def _call_all(calls: Dict[str, Callable[[], object]]) -> Dict[str, object]:
+    if len(calls) <= 1:
+        return {name: call() for name, call in calls.items()}
+    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
+        futures = {name: pool.submit(call) for name, call in calls.items()}
+    return {name: future.result() for name, future in futures.items()}  # first error raises
+
+
+def _validate(metadata: Metadata, needs: Needs):
+    from cl_metadata import hostname as hostnames
+    from cl_metadata import sshkeys
+
+    hostname = hostnames.normalize(metadata.hostname) if metadata.hostname else None
+    keys: List = []
+    if needs.ssh_keys:
+        keys, warnings = sshkeys.validate_keys(metadata.ssh_keys)
+        for warning in warnings:
+            log.warning("%s", warning)
+    return hostname, keys
+
+
+def _write(job: Job, provider: Provider, metadata: Metadata, hostname, keys, users) -> None:
+    if job.attributes_path is not None:
+        from cl_metadata import envfile
+
+        envfile.write(job.attributes_path, metadata.attributes, job.prefix)
+    if users:
+        from cl_metadata import sshkeys
+
+        for user in users:
+            sshkeys.write_fragment(user, keys)
+    if job.hostname_path is not None:
+        if hostname is None:
+            log.info("%s: the platform gives no hostname; %s not written", provider.id,
+                     job.hostname_path)
+        else:
+            from cl_metadata import hostname as hostnames
+
+            hostnames.write(job.hostname_path, hostname)
+            log.info("wrote hostname to %s", job.hostname_path)
+    if job.network_units_dir is not None and NETWORK_UNITS not in provider.features:
+        log.info("%s: the platform describes no network interfaces; nothing written to %s",
+                 provider.id, job.network_units_dir)
+
+
+def _check_in(provider: Provider) -> None:
+    if CHECK_IN not in provider.features:
+        log.info("%s: the platform has no boot check-in; nothing to do", provider.id)
+        return
+    agent_log.status(f"checking in with {provider.id}")
+    provider.check_in()
+    agent_log.event("check-in-sent", f"{provider.id}: check-in sent", provider=provider.id)

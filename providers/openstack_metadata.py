@@ -1,0 +1,69 @@
+"""OpenStack metadata service: Nova's EC2-compatible tree plus the OpenStack document.
+
+Protocol (providers.md §2 "openstack-metadata", attributes.md §2.7): plain-text values under
+``/latest/meta-data/``, no special headers; every item may be absent (404), e.g. ``public-ipv4``
+on a VM without a floating IP, and absence is never an error. An empty value is written as
+``NAME=`` as Container Linux did. The instance UUID comes from the OpenStack JSON document.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional
+
+from cl_metadata import formats
+from cl_metadata.providers.base import ATTRIBUTES, HOSTNAME, SSH_KEYS, Provider
+
+BASE = "http://169.254.169.254"
+META_DATA = BASE + "/latest/meta-data/"
+OPENSTACK_DOCUMENT = BASE + "/openstack/2012-08-10/meta_data.json"
+
+ATTRIBUTE_PATHS = {
+    "OPENSTACK_HOSTNAME": "hostname",
+    "OPENSTACK_INSTANCE_ID": "instance-id",
+    "OPENSTACK_INSTANCE_TYPE": "instance-type",
+    "OPENSTACK_IPV4_LOCAL": "local-ipv4",
+    "OPENSTACK_IPV4_PUBLIC": "public-ipv4",
+}
+
+
+class OpenStackMetadataProvider(Provider):
+    id = "openstack-metadata"
+    description = "OpenStack metadata service (EC2-compatible tree)"
+    source = "http"
+    features = frozenset({ATTRIBUTES, SSH_KEYS, HOSTNAME})
+
+    def attributes(self) -> Dict[str, str]:
+        urls = [META_DATA + path for path in ATTRIBUTE_PATHS.values()]
+        bodies = self.context.http.get_many(
+            [(url, {"optional": True}) for url in urls + [OPENSTACK_DOCUMENT]])
+        attributes = {}
+        for name, url, body in zip(ATTRIBUTE_PATHS, urls, bodies):
+            value = formats.text(body, "GET " + url)
+            if value is not None:
+                attributes[name] = value
+        uuid = parse_instance_uuid(bodies[-1], "GET " + OPENSTACK_DOCUMENT)
+        if uuid is not None:
+            attributes["OPENSTACK_INSTANCE_UUID"] = uuid
+        return attributes
+
+    def hostname(self) -> Optional[str]:
+        url = META_DATA + "hostname"
+        return formats.text(self.context.http.get(url, optional=True), "GET " + url) or None
+
+    def ssh_keys(self) -> List[str]:
+        index_url = META_DATA + "public-keys"
+        listing = formats.text(self.context.http.get(index_url, optional=True), "GET " + index_url)
+        key_urls = [f"{index_url}/{index}/openssh-key"
+                    for index in formats.ec2_key_index(listing, "GET " + index_url)]
+        keys: List[str] = []
+        for url, body in zip(key_urls, self.context.http.get_many(
+                [(url, {"optional": True}) for url in key_urls])):
+            keys.extend(formats.key_lines(formats.text(body, "GET " + url)))
+        return keys
+
+
+def parse_instance_uuid(body: Optional[bytes], source: str) -> Optional[str]:
+    """``uuid`` of the OpenStack ``meta_data.json`` document (None when the document is absent)."""
+    if body is None:
+        return None
+    return formats.string_field(formats.json_object(body, source), "uuid", source)
