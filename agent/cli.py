@@ -17,7 +17,7 @@ from typing import List, Mapping, Optional, Sequence
 
 from cl_metadata import __version__
 from cl_metadata import log as agent_log
-from cl_metadata.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CLMetadataError, UsageError
+from cl_metadata.errors import EXIT_FAILURE, EXIT_OK, CLMetadataError, UsageError
 
 log = logging.getLogger("cl_metadata")
 
@@ -115,9 +115,10 @@ def select_provider(args, environ: Mapping[str, str], kernel: Optional[Mapping[s
     raise UsageError("set --provider ID or --cmdline")
 
 
-def list_providers(out=sys.stdout) -> int:
+def list_providers(out=None) -> int:
     from cl_metadata import registry
 
+    out = out or sys.stdout
     rows = [(e.id, e.provider.source, " ".join(sorted(e.provider.features)),
              "" if e.origin == "built-in" else f"(plugin: {e.origin})")
             for e in registry.all_entries()]
@@ -135,28 +136,23 @@ def _on_sigterm(signum, frame):
 def main(argv: Optional[Sequence[str]] = None, environ: Mapping[str, str] = os.environ) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     signal.signal(signal.SIGTERM, _on_sigterm)
+    agent_log.setup(0)  # usage errors are logged like every other error
     try:
         if argv[:1] == ["providers"]:
             return list_providers()
         args = build_parser().parse_args(normalize_argv(argv))
-        agent_log.setup(args.verbose)
+        if args.verbose:
+            agent_log.setup(args.verbose)
         return _run(args, environ)
     except CLMetadataError as err:
-        _report(str(err))
+        log.error("%s", err)
         return err.exit_code
     except Terminated:
-        _report("terminated by SIGTERM; outputs left as they were")
+        log.error("terminated by SIGTERM; outputs left as they were")
         return EXIT_FAILURE
     except KeyboardInterrupt:
-        _report("interrupted; outputs left as they were")
+        log.error("interrupted; outputs left as they were")
         return EXIT_FAILURE
-
-
-def _report(message: str) -> None:
-    if log.handlers:
-        log.error("%s", message)
-    else:  # before logging is set up (usage errors)
-        sys.stderr.write(f"cl-metadata: error: {message}\n")
 
 
 def _run(args, environ: Mapping[str, str]) -> int:
