@@ -1,0 +1,129 @@
+"""``cl-metadata-fake-server``: serve one instance description as a platform's metadata.
+
+TCP mode prints the URL as the first stdout line and serves on loopback until SIGTERM/SIGINT.
+``--stdio`` answers exactly one request from stdin on stdout (QEMU ``guestfwd=…-cmd:``) and
+never writes to stderr. ``--write-drive`` writes the platform's config drive and exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from typing import List, Optional
+
+from ..errors import EXIT_OK, EXIT_USAGE, CLMetadataError, UsageError
+from .drive import FORMATS, write_drive
+from .faults import parse_fault
+from .instance import load_instance
+from .render import platforms, renderer_for
+from .server import Dispatcher, FakeServer, serve_stdio
+
+PROG = "cl-metadata-fake-server"
+STDIO_FAILURE = (b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n"
+                 b"Connection: close\r\n\r\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
+    parser.add_argument("--platform", default="openstack", help="platform id (default: openstack)")
+    parser.add_argument("--instance", metavar="FILE", help="instance YAML (default: the bundled sample)")
+    parser.add_argument("--bind", default="127.0.0.1", help="127.0.0.1 (default), ::1 or localhost")
+    parser.add_argument("--port", type=int, default=0, help="TCP port (default: any free port)")
+    parser.add_argument("--stdio", action="store_true",
+                        help="serve one request from stdin on stdout, then exit")
+    parser.add_argument("--log", metavar="FILE", help="append one JSON line per request")
+    parser.add_argument("--fault", metavar="SPEC", action="append", default=[],
+                        help="PATH=KIND[:ARG][@N], repeatable (see faults.py)")
+    parser.add_argument("--latency", type=float, default=0.0, metavar="SECONDS",
+                        help="added before every response")
+    parser.add_argument("--write-drive", metavar="PATH", help="write the config drive and exit")
+    parser.add_argument("--drive-format", choices=FORMATS, default="dir")
+    parser.add_argument("--list-platforms", action="store_true", help="print platform ids and exit")
+    return parser
+
+
+def _silence_stderr() -> None:
+    """In --stdio mode fd 2 is the guest's connection: nothing may ever reach it."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
+
+
+def _run_stdio(args: argparse.Namespace) -> int:
+    try:
+        dispatcher = Dispatcher(args.platform, load_instance(args.instance),
+                                faults=[parse_fault(s) for s in args.fault],
+                                log_path=args.log, latency=args.latency)
+    except CLMetadataError as err:
+        if args.log:
+            try:
+                with open(args.log, "a", encoding="utf-8") as log:
+                    log.write(json.dumps({"time": round(time.time(), 6), "error": str(err)}) + "\n")
+            except OSError:
+                pass
+        sys.stdout.buffer.write(STDIO_FAILURE)
+        sys.stdout.buffer.flush()
+        return err.exit_code
+    serve_stdio(dispatcher)
+    return EXIT_OK
+
+
+def _run_tcp(args: argparse.Namespace) -> int:
+    server = FakeServer(args.platform, load_instance(args.instance),
+                        faults=[parse_fault(s) for s in args.fault], log_path=args.log,
+                        bind=args.bind, port=args.port, latency=args.latency)
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        server.start()
+        print(server.url, flush=True)
+        while not stop.wait(1.0):
+            pass
+    finally:
+        server.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return EXIT_OK
+
+
+def _write_drive(args: argparse.Namespace) -> int:
+    renderer = renderer_for(args.platform)
+    if not hasattr(renderer, "drive_files"):
+        raise UsageError(f"platform {args.platform} has no config drive")
+    files = renderer.drive_files(load_instance(args.instance))
+    write_drive(files, args.write_drive, args.drive_format, renderer.DRIVE_LABEL)
+    print(args.write_drive, flush=True)
+    return EXIT_OK
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    stdio = "--stdio" in argv
+    if stdio:
+        _silence_stderr()
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exit_:
+        if stdio and exit_.code:
+            sys.stdout.buffer.write(STDIO_FAILURE)
+            sys.stdout.buffer.flush()
+        return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
+    try:
+        if args.list_platforms:
+            for platform in sorted(platforms()):
+                print(platform)
+            return EXIT_OK
+        if args.stdio:
+            return _run_stdio(args)
+        if args.write_drive:
+            return _write_drive(args)
+        return _run_tcp(args)
+    except CLMetadataError as err:
+        print(f"{PROG}: {err}", file=sys.stderr)
+        return err.exit_code

@@ -1,0 +1,172 @@
+"""Injected misbehaviour, per path, for the first N matching requests or always.
+
+Spec syntax (command line): ``PATH=KIND[:ARG][@N]``, e.g. ``/latest/meta-data/hostname=status:503@2``,
+``*=delay:0.5``, ``/openstack/latest/meta_data.json=malformed``. No commas anywhere, so a spec
+fits in QEMU's ``guestfwd=…-cmd:`` option.
+
+PATH is ``*`` (every request), a prefix ending in ``*``, a path with a query (matched against
+``path?query``) or an exact path (query ignored).
+
+Per request, every matching ``delay`` applies (they add up); of the other kinds, the first
+matching fault that has uses left applies. Each applied fault uses one of its N uses; once used
+up, normal answers resume. Two faults on one path therefore queue: ``/x=status:503@1`` then
+``/x=empty@1`` answers 503, then an empty 200, then the real document.
+
+| kind | ARG | effect |
+|---|---|---|
+| status | CODE[:RETRY_AFTER] | that status, a short body, optional ``Retry-After`` |
+| delay | seconds (required) | wait, then answer normally (or with another fault) |
+| drip | seconds per byte (default 0.05) | the normal answer, body sent one byte per interval |
+| truncate | bytes to send (default half) | normal headers, Content-Length larger than what is sent, close |
+| reset | — | close without answering (RST via SO_LINGER 0 on TCP) |
+| oversize | bytes (default 1 MiB + 1) | 200 with a body of that many bytes |
+| redirect | URL (required) | 302 to URL |
+| malformed | body text (default garbage) | the normal status with the body replaced |
+| empty | — | 200 with an empty body |
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass, field
+from typing import Any, List, Optional, Sequence, Tuple, Union
+
+from ..errors import UsageError
+
+KINDS = ("status", "delay", "drip", "truncate", "reset", "oversize", "redirect", "malformed", "empty")
+DEFAULT_DRIP_INTERVAL = 0.05
+DEFAULT_OVERSIZE = 1024 * 1024 + 1  # one byte over the agent's 1 MiB response cap
+DEFAULT_MALFORMED = b'{"uuid": "\xff\x00 <html>not json'
+
+_SPEC = re.compile(r"^(?P<path>\*|/\S*?)=(?P<kind>" + "|".join(KINDS) + r")"
+                   r"(?::(?P<arg>.*?))?(?:@(?P<count>\d+))?$", re.DOTALL)
+
+
+class FaultError(UsageError):
+    """A fault spec or argument is invalid (exit status 2)."""
+
+
+def _number(kind: str, arg: Any, cast, default=None, minimum=0):
+    if arg is None or arg == "":
+        if default is None:
+            raise FaultError(f"fault {kind}: needs an argument")
+        return default
+    try:
+        value = cast(arg)
+    except (TypeError, ValueError):
+        what = "an integer" if cast is int else "a number"
+        raise FaultError(f"fault {kind}: argument must be {what}") from None
+    if value < minimum:
+        raise FaultError(f"fault {kind}: argument must be at least {minimum}")
+    return value
+
+
+def _status(arg: Any) -> Tuple[int, Optional[str]]:
+    code_text, _, retry_after = str(arg if arg is not None else "").partition(":")
+    code = _number("status", code_text, int)
+    if not 200 <= code <= 599:
+        raise FaultError("fault status: code must be 200-599")
+    return code, (retry_after or None)
+
+
+def _no_arg(kind: str, arg: Any) -> None:
+    if arg not in (None, ""):
+        raise FaultError(f"fault {kind}: takes no argument")
+
+
+def _parse_arg(kind: str, arg: Any) -> Any:
+    if kind == "status":
+        return _status(arg)
+    if kind == "delay":
+        return _number(kind, arg, float)
+    if kind == "drip":
+        return _number(kind, arg, float, DEFAULT_DRIP_INTERVAL)
+    if kind == "truncate":
+        return None if arg in (None, "") else _number(kind, arg, int)
+    if kind == "oversize":
+        return _number(kind, arg, int, DEFAULT_OVERSIZE)
+    if kind == "redirect":
+        if not arg:
+            raise FaultError("fault redirect: needs a URL")
+        return str(arg)
+    if kind == "malformed":
+        if arg in (None, ""):
+            return DEFAULT_MALFORMED
+        return arg if isinstance(arg, bytes) else str(arg).encode("utf-8")
+    _no_arg(kind, arg)  # reset, empty
+    return None
+
+
+@dataclass(frozen=True)
+class Fault:
+    path: str
+    kind: str
+    arg: Union[str, int, float, bytes, None] = None
+    count: Optional[int] = None  # None = every matching request
+    value: Any = field(init=False, repr=False, compare=False)  # arg, parsed for the kind
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise FaultError(f"unknown fault kind {self.kind!r}; known: {', '.join(KINDS)}")
+        if not (self.path == "*" or self.path.startswith("/")):
+            raise FaultError(f"fault path must be '*' or start with '/': {self.path!r}")
+        if self.count is not None and (not isinstance(self.count, int) or self.count < 1):
+            raise FaultError("fault count must be a positive integer")
+        object.__setattr__(self, "value", _parse_arg(self.kind, self.arg))
+
+    def matches(self, path: str, query: str) -> bool:
+        if self.path == "*":
+            return True
+        if self.path.endswith("*"):
+            return path.startswith(self.path[:-1])
+        if "?" in self.path:
+            return self.path == f"{path}?{query}"
+        return self.path == path
+
+
+def parse_fault(spec: str) -> Fault:
+    """Parse ``PATH=KIND[:ARG][@N]``."""
+    match = _SPEC.match(spec)
+    if match is None:
+        raise FaultError(f"invalid fault spec {spec!r}: expected PATH=KIND[:ARG][@N] "
+                         f"with KIND one of {', '.join(KINDS)}")
+    count = match.group("count")
+    return Fault(match.group("path"), match.group("kind"), match.group("arg"),
+                 int(count) if count is not None else None)
+
+
+class FaultPlan:
+    """The faults of one server, with the uses each has left (thread-safe)."""
+
+    def __init__(self, faults: Sequence[Fault] = ()):
+        self._faults = list(faults)
+        self._left = [f.count for f in self._faults]
+        self._lock = threading.Lock()
+
+    def _take(self, i: int) -> bool:
+        if self._left[i] is None:
+            return True
+        if self._left[i] > 0:
+            self._left[i] -= 1
+            return True
+        return False
+
+    def select(self, path: str, query: str) -> Tuple[float, Optional[Fault]]:
+        """Total delay and the one answering fault (or None) for a request; uses them up."""
+        delay = 0.0
+        chosen: Optional[Fault] = None
+        with self._lock:
+            for i, fault in enumerate(self._faults):
+                if not fault.matches(path, query):
+                    continue
+                if fault.kind == "delay":
+                    if self._take(i):
+                        delay += fault.value
+                elif chosen is None and self._take(i):
+                    chosen = fault
+        return delay, chosen
+
+    @property
+    def faults(self) -> List[Fault]:
+        return list(self._faults)

@@ -1,0 +1,166 @@
+"""The one instance description every platform renderer works from.
+
+A YAML mapping with hyphenated keys (``instance-id``, ``local-ipv4``, ``ssh-keys`` …), loaded
+with ``yaml.safe_load`` and checked strictly: unknown keys and wrongly typed values are refused
+with a message naming the file and the key (never the value). Only ``instance-id`` is required;
+an absent optional field means "the platform does not have it" (renderers answer 404 or leave
+the field out).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Optional, Tuple, Union
+
+import yaml
+
+from ..errors import UsageError
+
+SAMPLE_PATH = Path(__file__).with_name("sample-instance.yaml")
+
+_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+
+
+class InstanceError(UsageError):
+    """The instance description is missing, unreadable or invalid (exit status 2)."""
+
+
+@dataclass(frozen=True)
+class SshKey:
+    name: str
+    key: str  # one OpenSSH public key line, without a trailing newline
+
+
+@dataclass(frozen=True)
+class NetworkInterface:
+    mac: str
+    local_ipv4: Optional[str] = None
+    ipv6: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class Instance:
+    instance_id: str
+    uuid: Optional[str] = None
+    hostname: Optional[str] = None
+    local_ipv4: Optional[str] = None
+    public_ipv4: Optional[str] = None  # None = no floating IP
+    ipv6: Optional[str] = None
+    mac: Optional[str] = None
+    region: Optional[str] = None
+    availability_zone: Optional[str] = None
+    project_id: Optional[str] = None
+    instance_type: Optional[str] = None
+    image_id: Optional[str] = None
+    user_data: Optional[str] = None
+    ssh_keys: Tuple[SshKey, ...] = ()
+    network_interfaces: Tuple[NetworkInterface, ...] = ()
+
+
+# Scalar fields and how each is checked beyond "is a string".
+_IP_CHECKS = {
+    "local_ipv4": ipaddress.IPv4Address,
+    "public_ipv4": ipaddress.IPv4Address,
+    "ipv6": ipaddress.IPv6Address,
+}
+
+
+def _check_str(where: str, key: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise InstanceError(f"{where}: {key} must be a string (quote it in YAML)")
+    checker = _IP_CHECKS.get(key.replace("-", "_"))
+    if checker is not None:
+        try:
+            checker(value)
+        except ValueError:
+            raise InstanceError(f"{where}: {key} is not a valid {checker.__name__[:4]} address") from None
+    if key == "mac" and not _MAC.match(value):
+        raise InstanceError(f"{where}: {key} must be a lower-case MAC like 02:00:00:00:00:01")
+    return value
+
+
+def _check_mapping(where: str, raw: Any, allowed: set[str]) -> dict:
+    if not isinstance(raw, dict):
+        raise InstanceError(f"{where}: expected a mapping")
+    unknown = sorted(str(k) for k in raw if k not in allowed)
+    if unknown:
+        raise InstanceError(f"{where}: unknown key(s) {', '.join(unknown)}; "
+                            f"allowed: {', '.join(sorted(allowed))}")
+    return raw
+
+
+def _parse_ssh_keys(where: str, raw: Any) -> Tuple[SshKey, ...]:
+    if not isinstance(raw, list):
+        raise InstanceError(f"{where}: ssh-keys must be a list of {{name, key}}")
+    keys = []
+    for i, item in enumerate(raw):
+        item_where = f"{where}: ssh-keys[{i}]"
+        _check_mapping(item_where, item, {"name", "key"})
+        if "name" not in item or "key" not in item:
+            raise InstanceError(f"{item_where}: needs both name and key")
+        name = _check_str(item_where, "name", item["name"])
+        key = _check_str(item_where, "key", item["key"]).strip()
+        if not name or not key or "\n" in key or "=" in name or "/" in name:
+            raise InstanceError(f"{item_where}: name must be non-empty without '=' or '/', "
+                                "key one non-empty line")
+        keys.append(SshKey(name=name, key=key))
+    names = [k.name for k in keys]
+    if len(set(names)) != len(names):
+        raise InstanceError(f"{where}: ssh-keys names must be unique")
+    return tuple(keys)
+
+
+def _parse_interfaces(where: str, raw: Any) -> Tuple[NetworkInterface, ...]:
+    if not isinstance(raw, list):
+        raise InstanceError(f"{where}: network-interfaces must be a list of mappings")
+    interfaces = []
+    for i, item in enumerate(raw):
+        item_where = f"{where}: network-interfaces[{i}]"
+        _check_mapping(item_where, item, {"mac", "local-ipv4", "ipv6"})
+        if "mac" not in item:
+            raise InstanceError(f"{item_where}: mac is required")
+        values = {k.replace("-", "_"): _check_str(item_where, k, v) for k, v in item.items()}
+        interfaces.append(NetworkInterface(**values))
+    return tuple(interfaces)
+
+
+def parse_instance(raw: Any, where: str = "instance") -> Instance:
+    """Build an :class:`Instance` from a decoded YAML document; ``where`` names it in errors."""
+    allowed = {f.name.replace("_", "-") for f in fields(Instance)}
+    _check_mapping(where, raw, allowed)
+    if "instance-id" not in raw:
+        raise InstanceError(f"{where}: instance-id is required")
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        name = key.replace("-", "_")
+        if value is None:
+            continue  # an explicit `key:` with no value means absent
+        if name == "ssh_keys":
+            values[name] = _parse_ssh_keys(where, value)
+        elif name == "network_interfaces":
+            values[name] = _parse_interfaces(where, value)
+        else:
+            values[name] = _check_str(where, key, value)
+    if not values.get("instance_id"):
+        raise InstanceError(f"{where}: instance-id must not be empty")
+    return Instance(**values)
+
+
+def load_instance(path: Union[str, Path, None] = None) -> Instance:
+    """Load an instance description; ``None`` loads the bundled sample."""
+    source = Path(path) if path is not None else SAMPLE_PATH
+    try:
+        text = source.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise InstanceError(f"{source}: cannot read instance description: "
+                            f"{getattr(err, 'strerror', None) or type(err).__name__}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark is not None else ""
+        raise InstanceError(f"{source}: invalid YAML{at}") from None
+    return parse_instance(raw, str(source))

@@ -1,0 +1,389 @@
+"""Serving: loopback TCP from a background thread (tests, demos) or one request over
+stdin/stdout (QEMU ``guestfwd=…-cmd:``, qemu.md §4).
+
+Both modes share one handler: faults first, then the platform's routes; every request is
+recorded in memory and, with a log path, appended as one JSON line.
+"""
+
+from __future__ import annotations
+
+import http
+import json
+import os
+import socket
+import struct
+import sys
+import threading
+import time
+import traceback
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+
+from ..errors import UsageError
+from .faults import Fault, FaultPlan
+from .instance import Instance, load_instance
+from .render import TEXT, Request, Response, renderer_for
+
+LOOPBACK_BINDS = {"127.0.0.1": socket.AF_INET, "localhost": socket.AF_INET, "::1": socket.AF_INET6}
+LOGGED_BODY_BYTES = 64 * 1024
+MAX_REQUEST_BODY = 1024 * 1024
+IDLE_TIMEOUT = 10.0  # seconds a kept-alive connection may sit idle
+CHUNK = 64 * 1024
+
+
+class BindRefused(UsageError, ValueError):
+    """The server may only ever listen on loopback."""
+
+
+def loopback_address(bind: str) -> Tuple[str, int]:
+    """The host and address family for ``bind``; anything but loopback is refused."""
+    if bind not in LOOPBACK_BINDS:
+        raise BindRefused(f"refusing to bind {bind!r}: the fake metadata server listens only on "
+                          f"{', '.join(LOOPBACK_BINDS)}")
+    return ("127.0.0.1" if bind == "localhost" else bind), LOOPBACK_BINDS[bind]
+
+
+class Dispatcher:
+    """Answers requests for one platform and instance, applies faults, records requests."""
+
+    def __init__(self, platform: str, instance: Optional[Instance] = None, *,
+                 faults: Sequence[Fault] = (), log_path: Union[str, Path, None] = None,
+                 latency: float = 0.0, sleep: Callable[[float], None] = time.sleep):
+        renderer = renderer_for(platform)
+        self.platform = platform
+        self.instance = instance if instance is not None else load_instance()
+        self.routes = {(r.method, r.path): r for r in renderer.routes(self.instance)}
+        self.faults = FaultPlan(faults)
+        self.latency = float(latency)
+        if self.latency < 0:
+            raise UsageError("latency must not be negative")
+        self.sleep = sleep
+        self.log_path = Path(log_path) if log_path is not None else None
+        self.requests: List[dict] = []
+        self._lock = threading.Lock()
+        if self.log_path is not None:
+            try:
+                self.log_path.open("ab").close()
+            except OSError as err:
+                raise UsageError(f"{self.log_path}: cannot open request log: {err.strerror}") from None
+
+    def route(self, request: Request) -> Response:
+        route = self.routes.get((request.method, request.path))
+        if route is None:
+            allowed = sorted(m for m, p in self.routes if p == request.path)
+            if allowed:
+                return Response(405, b"Method Not Allowed", TEXT, (("Allow", ", ".join(allowed)),))
+            return Response(404, b"Not Found", TEXT)
+        missing = route.missing_header(request.headers)
+        if missing is not None:
+            return Response(403, f"Forbidden: required header {missing} missing or wrong".encode(), TEXT)
+        return route.answer(request)
+
+    def record(self, entry: dict) -> None:
+        line = (json.dumps(entry, sort_keys=True) + "\n").encode("utf-8")
+        with self._lock:
+            self.requests.append(entry)
+            if self.log_path is not None:
+                # One write per line in append mode: several --stdio processes share the file.
+                with self.log_path.open("ab", buffering=0) as log:
+                    log.write(line)
+
+
+def _fault_response(fault: Fault) -> Response:
+    if fault.kind == "status":
+        code, retry_after = fault.value
+        try:
+            phrase = http.HTTPStatus(code).phrase
+        except ValueError:
+            phrase = f"Status {code}"
+        headers = (("Retry-After", retry_after),) if retry_after else ()
+        return Response(code, b"" if code in (204, 304) else phrase.encode(), TEXT, headers)
+    if fault.kind == "redirect":
+        return Response(302, b"", TEXT, (("Location", fault.value),))
+    if fault.kind == "empty":
+        return Response(200, b"", TEXT)
+    raise AssertionError(fault.kind)
+
+
+def _filler(size: int) -> Iterator[bytes]:
+    block = b"x" * CHUNK
+    while size > 0:
+        yield block[:size]
+        size -= CHUNK
+
+
+class MetadataHandler(BaseHTTPRequestHandler):
+    """One connection (TCP) or one request (stdio); ``self.server.dispatcher`` answers."""
+
+    protocol_version = "HTTP/1.1"
+    server_version = "cl-metadata-fake-server"
+    timeout = IDLE_TIMEOUT
+    one_request = False  # stdio: answer once, always with Connection: close
+
+    def log_message(self, format, *args):  # noqa: A002 - BaseHTTPRequestHandler's signature
+        pass  # never to stderr: in --stdio mode stderr is the guest's connection
+
+    def version_string(self):
+        return self.server_version
+
+    def send_response(self, code, message=None):
+        self._status = code
+        super().send_response(code, message)
+
+    def end_headers(self):
+        self._record()  # status is known now; record before anything reaches the client
+        super().end_headers()
+
+    def handle(self):
+        self.close_connection = True
+        self.handle_one_request()
+        while not self.one_request and not self.close_connection:
+            self.handle_one_request()
+
+    def handle_one_request(self):
+        self._status: Optional[int] = None
+        self._fault: Optional[str] = None
+        self.command, self.path, self.headers, self._body = "", "", None, b""
+        self._arrived, self._recorded = time.time(), False
+        try:
+            self.raw_requestline = self.rfile.readline(65537)
+        except OSError:  # includes timeouts and resets while idle
+            self.close_connection = True
+            return
+        if not self.raw_requestline:
+            self.close_connection = True
+            return
+        self._arrived = time.time()
+        try:
+            if len(self.raw_requestline) > 65536:
+                self.requestline, self.request_version = "", "HTTP/1.0"
+                self.send_error(414)
+            elif self.parse_request():
+                if self.one_request:
+                    self.close_connection = True
+                body = self._read_body()
+                if body is not None:
+                    self._body = body
+                    self._answer()
+        except (ConnectionError, socket.timeout):
+            self.close_connection = True
+        except Exception:
+            # A renderer bug: answer 500 if nothing was sent yet, and show it (TCP mode only:
+            # in --stdio mode stderr is the guest's connection).
+            self.close_connection = True
+            if not self.one_request:
+                traceback.print_exc()
+            if self._status is None:
+                self.send_error(500)
+        finally:
+            self._record()
+
+    def _record(self) -> None:
+        """Record the request once, before the answer leaves: a client that has seen any byte
+        of it (or the reset) can rely on the record being there."""
+        if self._recorded:
+            return
+        self._recorded = True
+        path, _, query = (self.path or "").partition("?")
+        headers: Dict[str, str] = {}
+        for name, value in (self.headers.items() if self.headers is not None else ()):
+            headers[name] = f"{headers[name]}, {value}" if name in headers else value
+        self.server.dispatcher.record({
+            "time": round(self._arrived, 6),
+            "method": self.command or "",
+            "path": path,
+            "query": query,
+            "status": self._status,
+            "headers": headers,
+            "body": self._body[:LOGGED_BODY_BYTES].decode("utf-8", "replace"),
+            "fault": self._fault,
+        })
+
+    def _read_body(self) -> Optional[bytes]:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            return self._read_chunked()
+        length = self.headers.get("Content-Length")
+        if length is None:
+            return b""
+        if not length.strip().isdigit():
+            self.send_error(400, "bad Content-Length")
+            return None
+        if int(length) > MAX_REQUEST_BODY:
+            self.send_error(413)
+            return None
+        return self.rfile.read(int(length))
+
+    def _read_chunked(self) -> Optional[bytes]:
+        body = b""
+        while True:
+            size_line = self.rfile.readline(1024).split(b";")[0].strip()
+            try:
+                size = int(size_line, 16)
+            except ValueError:
+                self.send_error(400, "bad chunk size")
+                return None
+            if size == 0:
+                while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                    pass  # trailers
+                return body
+            if len(body) + size > MAX_REQUEST_BODY:
+                self.send_error(413)
+                return None
+            body += self.rfile.read(size)
+            self.rfile.readline(1024)  # CRLF after the chunk
+
+    def _answer(self) -> None:
+        dispatcher = self.server.dispatcher
+        path, _, query = self.path.partition("?")
+        request = Request(self.command, path, query, self.headers, self._body)
+        delay, fault = dispatcher.faults.select(path, query)
+        wait = dispatcher.latency + delay
+        if wait > 0:
+            dispatcher.sleep(wait)
+        kind = fault.kind if fault is not None else None
+        self._fault = kind
+        if kind == "reset":
+            self._reset()
+            return
+        if kind in ("status", "redirect", "empty"):
+            self._send(_fault_response(fault))
+        elif kind == "oversize":
+            self._send(Response(200, b"", "application/octet-stream"),
+                       chunks=_filler(fault.value), length=fault.value)
+        else:
+            response = dispatcher.route(request)
+            if kind == "malformed":
+                response = Response(response.status, fault.value, response.content_type, response.headers)
+            if kind == "drip":
+                self._send(response, drip=fault.value)
+            elif kind == "truncate":
+                body = response.body
+                sent = len(body) // 2 if fault.value is None else min(fault.value, len(body))
+                declared = len(body) if sent < len(body) else sent + 1
+                self.close_connection = True
+                self._send(response, chunks=[body[:sent]], length=declared)
+            else:
+                self._send(response)
+
+    def _send(self, response: Response, *, chunks: Optional[Iterable[bytes]] = None,
+              length: Optional[int] = None, drip: Optional[float] = None) -> None:
+        body = response.body
+        self.send_response(response.status)
+        self.send_header("Content-Type", response.content_type)
+        self.send_header("Content-Length", str(len(body) if length is None else length))
+        for name, value in response.headers:
+            self.send_header(name, value)
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if drip is not None:
+            for i in range(len(body)):
+                self.server.dispatcher.sleep(drip)
+                self.wfile.write(body[i:i + 1])
+                self.wfile.flush()
+            return
+        for chunk in (chunks if chunks is not None else [body]):
+            self.wfile.write(chunk)
+        self.wfile.flush()
+
+    def _reset(self) -> None:
+        """Drop the connection without a byte of answer; on TCP, abort it (RST)."""
+        self.close_connection = True
+        self._record()
+        sock = self.connection
+        if isinstance(sock, socket.socket):
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            except OSError:
+                pass
+            # detach + os.close: socket.close() would wait for rfile/wfile to be released, and
+            # the server's shutdown(SHUT_WR) afterwards would send a FIN instead of the RST.
+            os.close(sock.detach())
+
+
+class StdioHandler(MetadataHandler):
+    """Serves exactly one request read from ``rfile`` (stdin) and answered on ``wfile``."""
+
+    one_request = True
+
+    def __init__(self, dispatcher: Dispatcher, rfile, wfile):
+        self.rfile, self.wfile = rfile, wfile
+        super().__init__(None, ("stdio", 0), SimpleNamespace(dispatcher=dispatcher))
+
+    def setup(self):
+        self.connection = None
+
+    def finish(self):
+        try:
+            self.wfile.flush()
+        except OSError:
+            pass
+
+
+def serve_stdio(dispatcher: Dispatcher, rfile=None, wfile=None) -> None:
+    """Answer one request from stdin on stdout (binary streams by default)."""
+    StdioHandler(dispatcher, rfile if rfile is not None else sys.stdin.buffer,
+                 wfile if wfile is not None else sys.stdout.buffer)
+
+
+class _LoopbackHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False  # stop() must not wait out a handler sleeping in a delay fault
+
+    def handle_error(self, request, client_address):
+        if not isinstance(sys.exc_info()[1], (ConnectionError, socket.timeout)):
+            super().handle_error(request, client_address)  # a client hanging up is normal here
+
+
+class FakeServer:
+    """A loopback HTTP server for one platform; use as a context manager in tests."""
+
+    def __init__(self, platform: str, instance: Optional[Instance] = None, *,
+                 faults: Sequence[Fault] = (), log_path: Union[str, Path, None] = None,
+                 bind: str = "127.0.0.1", port: int = 0, latency: float = 0.0,
+                 sleep: Callable[[float], None] = time.sleep):
+        self.host, self._family = loopback_address(bind)
+        self.port = port
+        self.dispatcher = Dispatcher(platform, instance, faults=faults, log_path=log_path,
+                                     latency=latency, sleep=sleep)
+        self._httpd: Optional[_LoopbackHTTPServer] = None
+        self._thread: Optional[threading.Thread] = None
+
+    def start(self) -> "FakeServer":
+        if self._httpd is not None:
+            return self
+        server_class = type("_Server", (_LoopbackHTTPServer,), {"address_family": self._family})
+        httpd = server_class((self.host, self.port), MetadataHandler)
+        httpd.dispatcher = self.dispatcher
+        self._httpd, self.port = httpd, httpd.server_address[1]
+        self._thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name=f"fake-metadata-{self.port}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._httpd is None:
+            return
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        if self._thread is not None:
+            self._thread.join()
+        self._httpd = self._thread = None
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def requests(self) -> List[dict]:
+        with self.dispatcher._lock:
+            return list(self.dispatcher.requests)
+
+    def __enter__(self) -> "FakeServer":
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
