@@ -1,3 +1,3 @@
-from cl_metadata.cli import main
+from cl_metadata.cli import run
 
-raise SystemExit(main())
+run()

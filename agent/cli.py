@@ -181,5 +181,21 @@ def _run(args, environ: Mapping[str, str]) -> int:
     return EXIT_OK
 
 
+def run() -> None:
+    """Console entry point: ``main()``, then exit at once.
+
+    After a failure or SIGTERM, worker threads may still be waiting on a platform that already
+    failed the run; every output is complete and fsynced (or untouched) by the time ``main``
+    returns, so the process does not wait for them.
+    """
+    code = main()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    run()

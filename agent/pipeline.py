@@ -93,9 +93,12 @@ def fetch(provider: Provider, needs: Needs) -> Metadata:
 def _call_all(calls: Dict[str, Callable[[], object]]) -> Dict[str, object]:
     if len(calls) <= 1:
         return {name: call() for name, call in calls.items()}
-    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
+    pool = ThreadPoolExecutor(max_workers=len(calls))
+    try:
         futures = {name: pool.submit(call) for name, call in calls.items()}
-    return {name: future.result() for name, future in futures.items()}  # first error raises
+        return {name: future.result() for name, future in futures.items()}  # first error raises
+    finally:
+        pool.shutdown(wait=False)  # on an error the others need not be waited for
 
 
 def _validate(metadata: Metadata, needs: Needs):

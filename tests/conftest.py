@@ -1,0 +1,92 @@
+"""Fixtures shared by the suite: the fake metadata server, the real agent process, and a
+throwaway user for the privilege-dropping SSH writer (root only)."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+from cl_metadata.context import Context
+from cl_metadata.deadline import Deadline
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+IS_ROOT = os.geteuid() == 0
+needs_root = pytest.mark.skipif(not IS_ROOT, reason="needs root (creates a throwaway user)")
+
+
+@pytest.fixture
+def fake_server():
+    """Factory: ``fake_server("openstack", faults=[...], instance=...)`` → a started FakeServer."""
+    from cl_metadata.fakeserver.server import FakeServer
+
+    servers = []
+
+    def start(platform="openstack", **kwargs):
+        server = FakeServer(platform, **kwargs)
+        server.start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def make_context(server=None, *, timeout=5.0, environ=None, **http):
+    """A Context whose HTTP client talks to ``server`` and retries fast (tests only)."""
+    env = dict(environ or {})
+    if server is not None:
+        env["CL_METADATA_ENDPOINT"] = server.url
+    context = Context(deadline=Deadline(timeout), environ=env)
+    if http or server is not None:
+        from cl_metadata.http import HttpClient
+
+        options = {"backoff_initial": 0.01, "backoff_max": 0.05}
+        options.update(http)
+        context._http = HttpClient(deadline=context.deadline, endpoint=context.endpoint,
+                                   **options)
+    return context
+
+
+@pytest.fixture
+def agent_env(tmp_path):
+    """Environment for the real agent process: no proxies, a kernel command line file that
+    names no platform, no config drive unless a test sets one."""
+    cmdline = tmp_path / "cmdline"
+    cmdline.write_text("root=/dev/vda console=ttyS0\n")
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith("CL_METADATA_") and key not in ("NOTIFY_SOCKET", "JOURNAL_STREAM")}
+    env["CL_METADATA_CMDLINE"] = str(cmdline)
+    env["CL_METADATA_TIMEOUT"] = "10"
+    return env
+
+
+def run_agent(*args, env, timeout=60):
+    """Run the real ``cl-metadata`` process (``python -m cl_metadata``)."""
+    return subprocess.run([sys.executable, "-m", "cl_metadata", *map(str, args)], env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def throwaway_user(tmp_path_factory):
+    """A real user with its own home (root only); removed afterwards."""
+    if not IS_ROOT:
+        pytest.skip("needs root to create a user")
+    name = "clmt" + uuid.uuid4().hex[:8]
+    base = tmp_path_factory.mktemp("homes")
+    os.chmod(base, 0o755)
+    home = base / name
+    subprocess.run(["useradd", "--no-create-home", "--home-dir", str(home), "--shell",
+                    "/usr/sbin/nologin", "--user-group", name], check=True)
+    entry = pwd.getpwnam(name)
+    home.mkdir(mode=0o755)
+    os.chown(home, entry.pw_uid, entry.pw_gid)
+    yield entry
+    subprocess.run(["userdel", name], check=False)
+    shutil.rmtree(home, ignore_errors=True)

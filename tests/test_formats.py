@@ -1,0 +1,49 @@
+import pytest
+
+from cl_metadata import formats
+from cl_metadata.errors import InvalidMetadata
+
+
+def test_text_strips_and_checks_utf8():
+    assert formats.text(b"  10.0.0.5\n", "s") == "10.0.0.5"
+    assert formats.text(None, "s") is None
+    assert formats.text(b"", "s") == ""
+    with pytest.raises(InvalidMetadata, match=r"^s: not valid UTF-8 \(byte 1\)$"):
+        formats.text(b"a\xff", "s")
+
+
+@pytest.mark.parametrize("body, expected", [
+    ("0=alice\n1=deploy\n", ["0", "1"]),
+    ("\n0=alice\n\n", ["0"]),
+    ("", []),
+    (None, []),
+])
+def test_ec2_key_index(body, expected):
+    assert formats.ec2_key_index(body, "s") == expected
+
+
+@pytest.mark.parametrize("body", ["0=alice\nfoo", "0=a=b", "x=alice", "=alice"])
+def test_ec2_key_index_rejects_malformed_lines(body):
+    with pytest.raises(InvalidMetadata, match="is not '<index>=<name>'"):
+        formats.ec2_key_index(body, "s")
+
+
+def test_string_field_types():
+    doc = {"a": "x ", "n": 7, "b": True, "l": [1], "z": None}
+    assert formats.string_field(doc, "a", "s") == "x"
+    assert formats.string_field(doc, "n", "s") == "7"
+    assert formats.string_field(doc, "z", "s") is None
+    assert formats.string_field(doc, "missing", "s") is None
+    for field, kind in (("b", "a boolean"), ("l", "a list")):
+        with pytest.raises(InvalidMetadata, match=f"field '{field}': expected a string, got {kind}"):
+            formats.string_field(doc, field, "s")
+    with pytest.raises(InvalidMetadata, match="field 'missing' is missing"):
+        formats.string_field(doc, "missing", "s", required=True)
+
+
+def test_json_object_errors_name_position_not_content():
+    with pytest.raises(InvalidMetadata) as info:
+        formats.json_object(b'{"secret": tru', "doc")
+    assert "line 1 column" in info.value.cause and "secret" not in str(info.value)
+    with pytest.raises(InvalidMetadata, match="expected a JSON object, got a list"):
+        formats.json_object(b"[1]", "doc")
