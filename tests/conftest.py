@@ -4,10 +4,12 @@ throwaway user for the privilege-dropping SSH writer (root only)."""
 from __future__ import annotations
 
 import os
+import pathlib
 import pwd
 import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 
 import pytest
@@ -74,12 +76,13 @@ def run_agent(*args, env, timeout=60):
 
 
 @pytest.fixture
-def throwaway_user(tmp_path_factory):
+def throwaway_user():
     """A real user with its own home (root only); removed afterwards."""
     if not IS_ROOT:
         pytest.skip("needs root to create a user")
     name = "clmt" + uuid.uuid4().hex[:8]
-    base = tmp_path_factory.mktemp("homes")
+    # pytest's own temp tree is 0700 root: a home inside it could not be reached by the user
+    base = pathlib.Path(tempfile.mkdtemp(prefix="cl-metadata-homes-", dir="/var/tmp"))
     os.chmod(base, 0o755)
     home = base / name
     subprocess.run(["useradd", "--no-create-home", "--home-dir", str(home), "--shell",
@@ -89,4 +92,4 @@ def throwaway_user(tmp_path_factory):
     os.chown(home, entry.pw_uid, entry.pw_gid)
     yield entry
     subprocess.run(["userdel", name], check=False)
-    shutil.rmtree(home, ignore_errors=True)
+    shutil.rmtree(base, ignore_errors=True)
