@@ -83,7 +83,7 @@ def test_editable_install_maps_both_folders(tmp_path):
     root = tmp_path / "editable-venv"
     venv.create(root, with_pip=True)  # --no-deps below: these checks import no dependency
     sh(root / "bin/python", "-m", "pip", "install", "-q", "--disable-pip-version-check",
-       "--no-deps", "--no-build-isolation", "-e", REPO)
+       "--no-deps", "-e", REPO)
     out = sh(root / "bin/python", "-c",
              "import cl_metadata, cl_metadata.providers.openstack as o; "
              "print(cl_metadata.__file__); print(o.__file__)", cwd=tmp_path)
