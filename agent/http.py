@@ -1,0 +1,595 @@
+"""The one HTTP client every provider uses: bounded in time, size and place.
+
+Policy (hardening.md §8): a single ``requests`` session that ignores proxies, ``.netrc`` and
+cookies; retries with full-jitter backoff on connection errors, timeouts, 5xx and 429 until the
+run's deadline; a byte cap on decoded bodies; redirects only within the origin; and log lines
+that never carry a body or a secret header value.
+"""
+
+from __future__ import annotations
+
+import datetime
+import email.utils
+import errno
+import http.client
+import http.cookiejar
+import logging
+import random as _random
+import socket
+import threading
+import time
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from urllib.parse import urljoin, urlsplit, urlunsplit
+
+import requests
+import urllib3.exceptions
+from requests.adapters import HTTPAdapter
+from requests.cookies import RequestsCookieJar
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+from cl_metadata import __version__
+from cl_metadata.context import ENDPOINT_ENV
+from cl_metadata.deadline import Deadline
+from cl_metadata.errors import FetchError, UsageError
+
+__all__ = ["HttpClient", "Response", "parse_retry_after", "redact_headers"]
+
+log = logging.getLogger("cl_metadata")
+
+USER_AGENT = f"cl-metadata/{__version__}"
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+RETRY_AFTER_STATUSES = frozenset({429, 503})
+_CHUNK = 16 * 1024
+_DRAIN_LIMIT = 4096  # error bodies up to this size are read (unlogged) so the connection is reused
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+# Header names whose values are credentials or platform proofs: never logged.
+_SECRET_HEADER_PREFIXES = ("x-aws-ec2-metadata-token", "metadata-token")
+_SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie",
+                             "metadata-flavor", "metadata"})
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    headers: Mapping[str, str]  # case-insensitive
+    body: bytes
+
+
+def redact_headers(headers: Optional[Mapping[str, str]]) -> Dict[str, str]:
+    """A copy of ``headers`` safe to log: token, auth and flavor values replaced."""
+    redacted = {}
+    for name, value in (headers or {}).items():
+        lower = name.lower()
+        secret = lower in _SECRET_HEADERS or lower.startswith(_SECRET_HEADER_PREFIXES)
+        redacted[name] = "<redacted>" if secret else value
+    return redacted
+
+
+def parse_retry_after(value: Optional[str], now: float) -> Optional[float]:
+    """Seconds to wait from a ``Retry-After`` value (delay-seconds or HTTP-date).
+
+    A date in the past gives 0; an unparsable value gives None (the caller backs off instead).
+    """
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isascii() and value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    if when.tzinfo is None:  # "-0000": RFC 5322 says UTC with unknown local zone
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    return max(0.0, when.timestamp() - now)
+
+
+# --- the deadline watchdog -----------------------------------------------------------------
+#
+# A per-read timeout cannot bound a server that sends one byte just inside it, forever: the
+# blocking read in http.client keeps waiting for a full buffer. So each exchange arms a timer
+# that shuts the socket down when the deadline passes; the blocked read then sees EOF.
+
+_current = threading.local()
+
+
+class _Watchdog:
+    def __init__(self, seconds: float):
+        self._lock = threading.Lock()
+        self._sock: Optional[socket.socket] = None
+        self.fired = False
+        self._timer = threading.Timer(seconds, self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def watch(self, sock: Optional[socket.socket]) -> None:
+        with self._lock:
+            self._sock = sock
+            if self.fired:
+                self._shutdown()
+
+    def _fire(self) -> None:
+        with self._lock:
+            self.fired = True
+            self._shutdown()
+
+    def _shutdown(self) -> None:
+        if self._sock is not None:
+            try:
+                self._sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def stop(self) -> None:
+        self._timer.cancel()
+        with self._lock:
+            self._sock = None
+
+
+class _WatchedConnectionMixin:
+    """Hands the socket to the calling thread's watchdog before the response is read."""
+
+    def getresponse(self, *args, **kwargs):
+        watchdog = getattr(_current, "watchdog", None)
+        if watchdog is not None:
+            watchdog.watch(getattr(self, "sock", None))
+        return super().getresponse(*args, **kwargs)
+
+
+class _HTTPConnection(_WatchedConnectionMixin, HTTPConnection):
+    pass
+
+
+class _HTTPSConnection(_WatchedConnectionMixin, HTTPSConnection):
+    pass
+
+
+class _HTTPPool(HTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
+
+
+class _Adapter(HTTPAdapter):
+    def init_poolmanager(self, *args, **kwargs):
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+
+
+class _RefuseCookies(http.cookiejar.CookiePolicy):
+    """Metadata servers need no state; a cookie set by one response is never sent back."""
+
+    netscape = True
+    rfc2965 = False
+    hide_cookie2 = True
+
+    def set_ok(self, cookie, request):
+        return False
+
+    def return_ok(self, cookie, request):
+        return False
+
+    def domain_return_ok(self, domain, request):
+        return False
+
+    def path_return_ok(self, path, request):
+        return False
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+class _Transient(Exception):
+    """A failure worth retrying (connection error, timeout, 5xx, 429)."""
+
+    def __init__(self, cause: str, status: Optional[int] = None,
+                 retry_after: Optional[float] = None):
+        super().__init__(cause)
+        self.cause = cause
+        self.status = status
+        self.retry_after = retry_after
+
+
+def _origin(url: str) -> Optional[Tuple[str, str, int]]:
+    """(scheme, host, port) of ``url``; None when it has no usable origin."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if parts.username is not None or parts.password is not None:
+        return None  # requests would turn userinfo into an Authorization header
+    try:
+        port = parts.port or _DEFAULT_PORTS.get(scheme)
+    except ValueError:
+        return None
+    if not parts.hostname or port is None:
+        return None
+    return (scheme, parts.hostname.lower(), port)
+
+
+def _same_origin(a: str, b: str) -> bool:
+    origin = _origin(a)
+    return origin is not None and origin == _origin(b)
+
+
+def _validate_endpoint(endpoint: str) -> str:
+    """``scheme://host[:port]`` of a valid override, else UsageError."""
+
+    def bad(reason: str) -> UsageError:
+        return UsageError(f"{ENDPOINT_ENV}: {reason}; expected scheme://host[:port], "
+                          "e.g. http://127.0.0.1:8080")
+
+    if any(ch.isspace() or ord(ch) < 0x20 for ch in endpoint):
+        raise bad("contains whitespace or control characters")
+    parts = urlsplit(endpoint)
+    if parts.scheme.lower() not in ("http", "https"):
+        raise bad("scheme must be http or https")
+    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
+        raise bad("user information is not allowed")
+    if not parts.hostname:
+        raise bad("no host")
+    try:
+        port = parts.port
+    except ValueError:
+        raise bad("invalid port") from None
+    if port == 0 or parts.netloc.endswith(":"):
+        raise bad("invalid port")
+    if parts.path not in ("", "/") or parts.query or parts.fragment or "?" in endpoint \
+            or "#" in endpoint:
+        raise bad("no path, query or fragment allowed")
+    return f"{parts.scheme.lower()}://{parts.netloc}"
+
+
+def _exception_chain(exc: BaseException):
+    """``exc`` and every exception it wraps (args, ``reason``, cause, context), once each."""
+    seen = set()
+    todo = [exc]
+    while todo:
+        current = todo.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        nested = [getattr(current, "reason", None), current.__cause__, current.__context__,
+                  *getattr(current, "args", ())]
+        todo.extend(e for e in nested if isinstance(e, BaseException))
+
+
+def _transport_cause(exc: BaseException) -> str:
+    """A short, value-free cause for a transport failure."""
+    if isinstance(exc, requests.ConnectTimeout) and not any(
+            isinstance(e, ConnectionRefusedError) for e in _exception_chain(exc)):
+        return "connect timed out"
+    chain = list(_exception_chain(exc))
+    # Specific socket errors first: urllib3 2 makes NewConnectionError a ConnectTimeoutError.
+    for e in chain:
+        if isinstance(e, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(e, (ConnectionResetError, ConnectionAbortedError, BrokenPipeError)):
+            return "connection reset"
+        if isinstance(e, OSError) and e.errno == errno.ENETUNREACH:
+            return "network unreachable"
+        if isinstance(e, OSError) and e.errno == errno.EHOSTUNREACH:
+            return "host unreachable"
+        if isinstance(e, http.client.RemoteDisconnected):
+            return "connection closed without a response"
+        if isinstance(e, (http.client.IncompleteRead, urllib3.exceptions.IncompleteRead)):
+            return "connection closed mid-response"
+    for e in chain:
+        if isinstance(e, (socket.timeout, TimeoutError, urllib3.exceptions.TimeoutError,
+                          requests.Timeout)):
+            return "timed out"
+    if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+        return "connection closed mid-response"
+    return f"connection failed ({type(exc).__name__})"
+
+
+def _drain(resp: requests.Response) -> None:
+    """Read a small unwanted body so the keep-alive connection can be reused."""
+    try:
+        length = int(resp.headers.get("Content-Length", ""))
+    except ValueError:
+        return
+    if 0 < length <= _DRAIN_LIMIT:
+        try:
+            for _ in resp.iter_content(_DRAIN_LIMIT):
+                pass
+        except (requests.RequestException, OSError, http.client.HTTPException):
+            pass
+
+
+RequestItem = Union[str, Tuple[str, Dict[str, Any]]]
+
+
+class HttpClient:
+    """Thread-safe: one session and connection pool shared by every caller."""
+
+    def __init__(self, *, deadline: Deadline, endpoint: Optional[str] = None,
+                 connect_timeout: float = 2.0, read_timeout: float = 5.0,
+                 max_body: int = 1 << 20, max_workers: int = 8,
+                 backoff_initial: float = 0.5, backoff_max: float = 8.0,
+                 max_redirects: int = 2, sleep: Callable[[float], None] = time.sleep,
+                 random: Callable[[], float] = _random.random):
+        if max_workers < 1:
+            raise ValueError("max_workers must be at least 1")
+        self._deadline = deadline
+        self._endpoint = _validate_endpoint(endpoint) if endpoint else None
+        self._connect_timeout = connect_timeout
+        self._read_timeout = read_timeout
+        self._max_body = max_body
+        self._max_workers = max_workers
+        self._backoff_initial = backoff_initial
+        self._backoff_max = backoff_max
+        self._max_redirects = max_redirects
+        self._sleep = sleep
+        self._random = random
+        self._executor: Optional[ThreadPoolExecutor] = None
+        self._executor_lock = threading.Lock()
+
+        session = requests.Session()
+        session.trust_env = False  # no proxy variables, no ~/.netrc, no REQUESTS_CA_BUNDLE
+        session.proxies = {}
+        session.cookies = RequestsCookieJar(policy=_RefuseCookies())
+        session.headers["User-Agent"] = USER_AGENT
+        session.headers["Accept-Encoding"] = "identity"
+        adapter = _Adapter(max_retries=0, pool_connections=4, pool_maxsize=max_workers)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        self._session = session
+
+        if self._endpoint:
+            log.info("using endpoint override %s from %s", self._endpoint, ENDPOINT_ENV)
+
+    # --- public API -------------------------------------------------------------------------
+
+    def get(self, url: str, *, headers: Optional[Mapping[str, str]] = None,
+            optional: bool = False,
+            expect_headers: Optional[Mapping[str, str]] = None) -> Optional[bytes]:
+        """The body of a 200 answer; None for a 404 when ``optional``."""
+        resp = self.request("GET", url, headers=headers, optional=optional,
+                            expect_headers=expect_headers)
+        return None if resp is None else resp.body
+
+    def request(self, method: str, url: str, *, headers: Optional[Mapping[str, str]] = None,
+                data: Optional[bytes] = None, optional: bool = False,
+                expect_headers: Optional[Mapping[str, str]] = None) -> Optional[Response]:
+        """One request with retries; raises FetchError when it cannot succeed in time."""
+        method = method.upper()
+        url = self._rewrite(url)
+        source = f"{method} {url}"
+        attempt = 0
+        last: Optional[_Transient] = None
+        while True:
+            try:
+                if self._deadline.expired():
+                    raise FetchError(self._deadline_cause(), source=source)
+                attempt += 1
+                return self._attempt(method, url, headers, data, optional, expect_headers,
+                                     source)
+            except _Transient as failure:
+                last = failure
+                self._pause_before_retry(failure, attempt, source)
+            except FetchError as err:
+                if last is None or err.cause != self._deadline_cause():
+                    raise
+                # say what kept failing, not only that time ran out
+                raise FetchError(f"{last.cause}, then the {err.cause} (attempt {attempt})",
+                                 source=source, status=last.status) from None
+
+    def get_many(self, requests: Sequence[RequestItem]) -> List[Optional[bytes]]:
+        """GET several URLs concurrently; results in input order.
+
+        The first failure ends the wait (the run has failed; requests still in flight are
+        not waited for); of the failures known by then, the first in input order is raised.
+        """
+        items = [(item, {}) if isinstance(item, str) else (item[0], dict(item[1]))
+                 for item in requests]
+        if not items:
+            return []
+        executor = self._pool()
+        futures = [executor.submit(self.get, url, **kwargs) for url, kwargs in items]
+        wait(futures, return_when=FIRST_EXCEPTION)
+        for future in futures:
+            if future.done() and future.exception() is not None:
+                raise future.exception()
+        return [f.result() for f in futures]
+
+    def close(self) -> None:
+        with self._executor_lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            # after a failure or SIGTERM, requests may still be retrying: do not wait for them
+            executor.shutdown(wait=False, cancel_futures=True)
+        self._session.close()
+
+    def __enter__(self) -> HttpClient:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # --- one attempt ------------------------------------------------------------------------
+
+    def _attempt(self, method, url, headers, data, optional, expect_headers,
+                 source) -> Optional[Response]:
+        """One try, following same-origin redirects. Raises _Transient or FetchError."""
+        current_method, current_url, current_data = method, url, data
+        current_headers = dict(headers or {})
+        for hop in range(self._max_redirects + 1):
+            resp = self._send(current_method, current_url, current_headers, current_data,
+                              source)
+            status = resp.status
+            if status not in REDIRECT_STATUSES:
+                return self._interpret(resp, current_method, optional, expect_headers, source)
+            target = urljoin(current_url, resp.headers.get("Location", ""))
+            if not resp.headers.get("Location"):
+                raise FetchError(f"HTTP {status} redirect without Location", source=source,
+                                 status=status)
+            if not _same_origin(target, current_url):
+                raise FetchError("redirect to another origin refused", source=source,
+                                 status=status)
+            if hop == self._max_redirects:
+                raise FetchError(f"too many redirects (more than {self._max_redirects})",
+                                 source=source, status=status)
+            current_url = urlunsplit(urlsplit(target)._replace(fragment=""))
+            if status == 303 or (status in (301, 302) and current_method == "POST"):
+                if current_method != "HEAD":
+                    current_method = "GET"
+                current_data = None
+                current_headers = {k: v for k, v in current_headers.items()
+                                   if k.lower() not in ("content-type", "content-length")}
+        raise AssertionError("unreachable")
+
+    def _send(self, method, url, headers, data, source) -> Response:
+        """One exchange under the deadline watchdog; the body is read only on success."""
+        started = time.monotonic()
+        remaining = self._deadline.remaining()
+        if remaining <= 0:  # e.g. between redirect hops
+            raise FetchError(self._deadline_cause(), source=source)
+        watchdog = _Watchdog(remaining)
+        _current.watchdog = watchdog
+        outcome, body = "no response", b""
+        try:
+            try:
+                resp = self._session.request(
+                    method, url, headers=headers, data=data, allow_redirects=False,
+                    stream=True, timeout=(min(self._connect_timeout, remaining),
+                                          min(self._read_timeout, remaining)))
+            except ValueError as exc:  # requests' InvalidURL, InvalidHeader, MissingSchema...
+                raise FetchError(f"invalid request ({type(exc).__name__})",
+                                 source=source) from None
+            outcome = str(resp.status_code)
+            try:
+                if self._wants_body(resp.status_code, method):
+                    body = self._read_body(resp, source)
+                else:
+                    _drain(resp)
+            finally:
+                watchdog.stop()  # before close() may hand the connection back to the pool
+                resp.close()
+            if watchdog.fired:  # EOF caused by our own shutdown can look like a whole body
+                raise FetchError(self._deadline_cause(), source=source)
+            return Response(resp.status_code, resp.headers, body)
+        except (requests.RequestException, OSError, http.client.HTTPException) as exc:
+            failure = self._failure(exc, watchdog, source)
+            outcome = failure.cause
+            raise failure from None
+        except (FetchError, _Transient) as failure:
+            outcome = failure.cause
+            raise
+        finally:
+            watchdog.stop()
+            _current.watchdog = None
+            extra = f", request headers {redact_headers(headers)}" if headers else ""
+            log.debug("%s %s -> %s, %d bytes, %.3f s%s", method, url, outcome, len(body),
+                      time.monotonic() - started, extra)
+
+    def _failure(self, exc: BaseException, watchdog: _Watchdog,
+                 source: str) -> Union[FetchError, _Transient]:
+        """The error to raise for a transport exception."""
+        watchdog.stop()
+        if watchdog.fired or self._deadline.expired():
+            return FetchError(self._deadline_cause(), source=source)
+        if isinstance(exc, requests.exceptions.ContentDecodingError):
+            return FetchError("undecodable Content-Encoding", source=source)
+        return _Transient(_transport_cause(exc))
+
+    @staticmethod
+    def _wants_body(status: int, method: str) -> bool:
+        return status == 200 if method == "GET" else 200 <= status < 300
+
+    def _read_body(self, resp: requests.Response, source: str) -> bytes:
+        too_big = f"response exceeds {self._max_body} bytes"
+        encoding = resp.headers.get("Content-Encoding", "identity").strip().lower()
+        try:
+            declared = int(resp.headers.get("Content-Length", ""))
+        except ValueError:
+            declared = None
+        if declared is not None and declared > self._max_body and encoding == "identity":
+            raise FetchError(too_big, source=source, status=resp.status_code)
+        chunks, total = [], 0
+        for chunk in resp.iter_content(_CHUNK):  # decoded bytes, whatever was sent
+            total += len(chunk)
+            if total > self._max_body:
+                raise FetchError(too_big, source=source, status=resp.status_code)
+            chunks.append(chunk)
+            if self._deadline.expired():
+                raise FetchError(self._deadline_cause(), source=source,
+                                 status=resp.status_code)
+        return b"".join(chunks)
+
+    def _interpret(self, resp: Response, method: str, optional: bool,
+                   expect_headers: Optional[Mapping[str, str]],
+                   source: str) -> Optional[Response]:
+        status = resp.status
+        if status == 404 and optional:
+            self._check_headers(resp, expect_headers, source)
+            return None
+        if self._wants_body(status, method):
+            self._check_headers(resp, expect_headers, source)
+            return resp
+        if status == 429 or 500 <= status <= 599:
+            retry_after = None
+            if status in RETRY_AFTER_STATUSES:
+                retry_after = parse_retry_after(resp.headers.get("Retry-After"), time.time())
+            raise _Transient(f"HTTP {status}", status, retry_after)
+        cause = f"unexpected HTTP {status}" if 200 <= status < 300 else f"HTTP {status}"
+        raise FetchError(cause, source=source, status=status)
+
+    @staticmethod
+    def _check_headers(resp: Response, expect_headers: Optional[Mapping[str, str]],
+                       source: str) -> None:
+        for name, value in (expect_headers or {}).items():
+            if resp.headers.get(name) != value:
+                raise FetchError(f"response header {name} missing or not {value!r}",
+                                 source=source, status=resp.status)
+
+    # --- retries ----------------------------------------------------------------------------
+
+    def _pause_before_retry(self, failure: _Transient, attempt: int, source: str) -> None:
+        """Sleep before the next attempt, or raise FetchError when time is up."""
+        remaining = self._deadline.remaining()
+        gave_up = f"{failure.cause} after {attempt} attempt{'s' if attempt > 1 else ''}"
+        if failure.retry_after is not None and failure.retry_after > remaining:
+            raise FetchError(f"{failure.cause} with Retry-After {failure.retry_after:g} s, "
+                             f"more than the {remaining:.1f} s left of the deadline",
+                             source=source, status=failure.status)
+        if remaining <= 0:
+            raise FetchError(gave_up, source=source, status=failure.status)
+        if failure.retry_after:  # a zero or past Retry-After backs off: no hot loop
+            delay = failure.retry_after
+        else:
+            ceiling = min(self._backoff_max, self._backoff_initial * 2 ** min(attempt - 1, 32))
+            delay = self._random() * ceiling
+        if delay >= remaining:  # sleeping to the end of the deadline leaves no attempt
+            raise FetchError(gave_up, source=source, status=failure.status)
+        log.debug("%s: %s; retrying in %.2f s (attempt %d)", source, failure.cause, delay,
+                  attempt + 1)
+        self._sleep(delay)
+
+    # --- small parts ------------------------------------------------------------------------
+
+    def _rewrite(self, url: str) -> str:
+        if not self._endpoint:
+            return url
+        override = urlsplit(self._endpoint)
+        return urlunsplit(urlsplit(url)._replace(scheme=override.scheme,
+                                                 netloc=override.netloc))
+
+    def _deadline_cause(self) -> str:
+        return f"deadline of {self._deadline.total:g} s exceeded"
+
+    def _pool(self) -> ThreadPoolExecutor:
+        # max_workers threads at most; the executor starts them only as work needs them,
+        # so n < max_workers requests use n threads.
+        with self._executor_lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(self._max_workers,
+                                                    thread_name_prefix="cl-metadata-http")
+            return self._executor
