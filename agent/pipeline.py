@@ -132,7 +132,6 @@ def _write(job: Job, provider: Provider, metadata: Metadata, hostname, keys, use
             from cl_metadata import hostname as hostnames
 
             hostnames.write(job.hostname_path, hostname)
-            log.info("wrote hostname to %s", job.hostname_path)
     if job.network_units_dir is not None and NETWORK_UNITS not in provider.features:
         log.info("%s: the platform describes no network interfaces; nothing written to %s",
                  provider.id, job.network_units_dir)

@@ -1,0 +1,286 @@
+"""The attributes file: what sh, bash and systemd read back is exactly what the platform said."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import random
+import shutil
+import stat
+import subprocess
+
+import pytest
+
+from cl_metadata import envfile, fsutil
+from cl_metadata.errors import OutputError
+from systemd_envfile import load_environment_file, parse_env_file
+
+SHELLS = [shell for shell in ("/bin/sh", "/bin/dash", "/bin/bash") if shutil.which(shell)]
+SHELL_ENV = {"PATH": "/usr/bin:/bin", "HOME": "/home-must-not-appear", "X": "x-must-not-appear"}
+
+# Values that must read back byte-identical (all of them are written).
+HOSTILE = {
+    "TRAILING_BACKSLASH": "abc\\",
+    "ONLY_BACKSLASH": "\\",
+    "BACKSLASH_N": "a\\nb",
+    "DOUBLE_QUOTE": 'say "hi"',
+    "LONE_DOUBLE_QUOTE": '"',
+    "SINGLE_QUOTE": "it's",
+    "DOLLAR_HOME": "$HOME",
+    "DOLLAR_BRACE": "${X}",
+    "DOLLAR_PAREN": "$(touch pwned)",
+    "BACKTICK": "`touch pwned`",
+    "HASH": "#x",
+    "SEMICOLON": ";x",
+    "SEMICOLON_COMMAND": "x; touch pwned",
+    "SPACES_BOTH_ENDS": "  padded value  ",
+    "ONLY_SPACES": "   ",
+    "EQUALS": "a=b=c",
+    "LEADING_EQUALS": "=x",
+    "UNICODE_E": "café",
+    "UNICODE_CJK": "日本",
+    "EMPTY": "",
+    "GLOB": "*?[a]",
+    "TILDE": "~root",
+    "AMPERSAND_PIPE": "a&b|c>d<e",
+    "BRACES_PARENS": "{a,b}(c)",
+    "BANG": "!!",
+    "MIXED": "\\\"$`'#; \\$",
+    "LONG": ("ab\"c$d`e\\f 'é日本#;=" * 6000)[:100 * 1024],
+}
+
+# Values that cannot be written safely: dropped with a warning.
+CONTROL = {
+    "NEWLINE": "line1\nCOREOS_INJECTED=1",
+    "CR": "a\rb",
+    "NUL": "a\0b",
+    "TAB": "a\tb",
+    "ESC": "\x1b[31mred",
+    "DEL": "a\x7f",
+    "UNIT_SEPARATOR": "a\x1f",
+    "TRAILING_NEWLINE": "10.0.0.5\n",
+}
+
+
+@pytest.fixture
+def events():
+    """Records emitted on the cl_metadata logger (independent of pytest's caplog wiring)."""
+    records = []
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            records.append(record)
+
+    logger = logging.getLogger("cl_metadata")
+    handler = Collect(level=logging.DEBUG)
+    saved_level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    yield records
+    logger.removeHandler(handler)
+    logger.setLevel(saved_level)
+
+
+def read_with_shell(shell: str, path, name: str) -> bytes:
+    result = subprocess.run([shell, "-c", f'. "$1" && printf %s "${{{name}-UNSET}}"', "sh",
+                             str(path)], capture_output=True, env=SHELL_ENV, cwd=str(path.parent))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == b""
+    return result.stdout
+
+
+# --- rendering -------------------------------------------------------------------------------
+
+def test_render_sorts_lines_and_keeps_plain_values_bare():
+    data, dropped = envfile.render({
+        "EC2_REGION": "eu-west-1",
+        "EC2_IPV4_LOCAL": "10.0.0.5",
+        "EC2_HOSTNAME": "ip-10-0-0-5.eu-west-1.compute.internal",
+        "DIGITALOCEAN_IPV6_PUBLIC_0": "2a03:b0c0:2:d0::1b:c001",
+        "PACKET_PHONE_HOME_URL": "https://metadata.packet.net/phone-home?x=1%2B",
+        "EMPTY": "",
+    }, "COREOS")
+    assert dropped == []
+    assert data == (
+        b"COREOS_DIGITALOCEAN_IPV6_PUBLIC_0=2a03:b0c0:2:d0::1b:c001\n"
+        b"COREOS_EC2_HOSTNAME=ip-10-0-0-5.eu-west-1.compute.internal\n"
+        b"COREOS_EC2_IPV4_LOCAL=10.0.0.5\n"
+        b"COREOS_EC2_REGION=eu-west-1\n"
+        b"COREOS_EMPTY=\n"
+        b"COREOS_PACKET_PHONE_HOME_URL=\"https://metadata.packet.net/phone-home?x=1%2B\"\n"
+    )
+
+
+@pytest.mark.parametrize("value, written", [
+    ("10.0.0.5", "10.0.0.5"),
+    ("user@host:/a,b+c%d=e-f_g", "user@host:/a,b+c%d=e-f_g"),
+    ("", ""),
+    ("a b", '"a b"'),
+    ('say "hi"', '"say \\"hi\\""'),
+    ("abc\\", '"abc\\\\"'),
+    ("$HOME", '"\\$HOME"'),
+    ("`id`", '"\\`id\\`"'),
+    ("it's", "\"it's\""),
+    ("#x", '"#x"'),
+    ("~root", '"~root"'),
+    ("café", '"café"'),
+    (" x ", '" x "'),
+])
+def test_quoting(value, written):
+    data, _ = envfile.render({"V": value}, "AFTERBURN")
+    assert data == f"AFTERBURN_V={written}\n".encode("utf-8")
+
+
+@pytest.mark.parametrize("name", sorted(CONTROL))
+def test_control_characters_drop_the_attribute_with_a_warning(name, events):
+    value = "SECRETVALUE" + CONTROL[name]
+    data, dropped = envfile.render({name: value, "KEPT": "1"}, "COREOS")
+    assert data == b"COREOS_KEPT=1\n"
+    assert dropped == [name]
+    warnings = [r.getMessage() for r in events if r.levelno == logging.WARNING]
+    assert warnings == [f"attribute COREOS_{name} dropped: the value contains a control character"]
+    assert "SECRETVALUE" not in warnings[0]
+
+
+def test_values_that_are_not_valid_unicode_or_not_text_are_dropped(events):
+    data, dropped = envfile.render({"SURROGATE": "a\udcff", "NUMBER": 5, "OK": "x"}, "COREOS")
+    assert data == b"COREOS_OK=x\n"
+    assert sorted(dropped) == ["NUMBER", "SURROGATE"]
+    messages = sorted(r.getMessage() for r in events if r.levelno == logging.WARNING)
+    assert messages == ["attribute COREOS_NUMBER dropped: the value is not text",
+                        "attribute COREOS_SURROGATE dropped: the value is not valid Unicode"]
+
+
+@pytest.mark.parametrize("name", ["lower", "A-B", "A B", "A\nCOREOS_X", "A=B", "", "É", "A.B"])
+def test_names_outside_upper_case_letters_digits_underscore_are_dropped(name, events):
+    data, dropped = envfile.render({name: "v"}, "COREOS")
+    assert data == b""
+    assert dropped == [name]
+    message = [r.getMessage() for r in events if r.levelno == logging.WARNING][0]
+    assert "\n" not in message and message.endswith("dropped: not a valid variable name")
+
+
+def test_a_digit_first_name_is_fine_after_the_prefix_but_a_bad_prefix_is_not():
+    assert envfile.render({"0": "v"}, "COREOS") == (b"COREOS_0=v\n", [])
+    assert envfile.render({"X": "v"}, "1BAD") == (b"", ["X"])
+    assert envfile.render({"X": "v"}, "") == (b"", ["X"])
+
+
+# --- the promise: byte-identical read-back ---------------------------------------------------
+
+@pytest.fixture
+def hostile_file(tmp_path):
+    data, dropped = envfile.render({**HOSTILE, **CONTROL}, "COREOS")
+    assert sorted(dropped) == sorted(CONTROL)
+    path = tmp_path / "attributes"
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_shells_read_back_every_value_exactly(hostile_file, shell, name):
+    assert read_with_shell(shell, hostile_file, f"COREOS_{name}") == HOSTILE[name].encode("utf-8")
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_shells_see_dropped_attributes_as_unset_and_run_nothing(hostile_file, shell):
+    for name in CONTROL:
+        assert read_with_shell(shell, hostile_file, f"COREOS_{name}") == b"UNSET"
+    assert read_with_shell(shell, hostile_file, "COREOS_INJECTED") == b"UNSET"
+    assert not (hostile_file.parent / "pwned").exists()
+
+
+def test_systemd_reads_back_every_value_exactly(hostile_file):
+    env = load_environment_file(hostile_file.read_bytes())
+    assert env == {f"COREOS_{name}": value for name, value in HOSTILE.items()}
+
+
+def test_random_values_round_trip_through_systemd_and_dash(tmp_path):
+    rng = random.Random(20240501)
+    alphabet = "aZ09 _.,:/@%+=-\\\"'$`#;!*?~&|<>(){}[]é日\u00a0\u2028"
+    values = {f"R{i}": "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 40)))
+              for i in range(300)}
+    data, dropped = envfile.render(values, "AFTERBURN")
+    assert dropped == []
+    assert load_environment_file(data) == {f"AFTERBURN_{k}": v for k, v in values.items()}
+    path = tmp_path / "attributes"
+    path.write_bytes(data)
+    names = sorted(values)[:60]
+    script = '. "$1" && printf "%s\\0" ' + " ".join(f'"$AFTERBURN_{n}"' for n in names)
+    result = subprocess.run(["/bin/sh", "-c", script, "sh", str(path)], capture_output=True,
+                            env=SHELL_ENV, check=True)
+    assert result.stdout.split(b"\0")[:-1] == [values[n].encode("utf-8") for n in names]
+
+
+# --- the systemd port itself, against hand-checked inputs ------------------------------------
+
+@pytest.mark.parametrize("text, expected", [
+    (b"A=1\nB = 2 \n", {"A": "1", "B": "2"}),
+    (b"# comment\n; also a comment\nC=3", {"C": "3"}),
+    (b'D="x \\"y\\" \\$z \\n \\\\ \\`"\n', {"D": 'x "y" $z \\n \\ `'}),
+    (b"E='a \"b\" \\ c'\n", {"E": 'a "b" \\ c'}),
+    (b"F=abc\\\ndef\n", {"F": "abcdef"}),
+    (b'G="multi\nline"\n', {"G": "multi\nline"}),
+    (b'G2="joined \\\nline"\n', {"G2": "joined line"}),
+    (b"H=unquoted # not a comment  \n", {"H": "unquoted # not a comment"}),
+    (b"I=a\0junk\nJ=b\n", {"I": "a"}),
+    (b"K\nL=\n", {"L": ""}),
+    (b"M=\"a\"'b'\n", {"M": "ab"}),
+    (b"M2=\"a\"b'c'\n", {"M2": "ab'c'"}),  # once unquoted, quotes are literal
+    (b"N=   leading\n", {"N": "leading"}),
+    (b"O=\\ x\n", {"O": " x"}),
+    (b"P=1\r\nQ=2\r\n", {"P": "1", "Q": "2"}),
+    (b"#continued comment \\\nR=1\nS=2\n", {"S": "2"}),  # v252: the comment eats the R line
+    (b"T=first\nT=second\n", {"T": "second"}),
+    (b"1X=a\nY-Z=b\n_ok=c\n", {"_ok": "c"}),
+    (b"U=\"unterminated", {"U": "unterminated"}),
+    (b'V="  keep  "  \n', {"V": "  keep  "}),
+])
+def test_systemd_port_on_hand_checked_inputs(text, expected):
+    assert load_environment_file(text) == expected
+
+
+def test_systemd_port_keeps_null_values_apart_and_refuses_invalid_utf8():
+    assert parse_env_file(b"A=\nB=''\nC") == [(b"A", None), (b"B", None)]
+    with pytest.raises(ValueError):
+        load_environment_file(b"A=\xff\n")
+
+
+# --- writing ---------------------------------------------------------------------------------
+
+def test_write_replaces_the_file_with_mode_0644_and_reports(tmp_path, events):
+    path = tmp_path / "run" / "metadata" / "coreos"
+    count = envfile.write(path, {"EC2_IPV4_LOCAL": "10.0.0.5", "BAD": "x\ny"}, "COREOS")
+    assert count == 1
+    assert path.read_bytes() == b"COREOS_EC2_IPV4_LOCAL=10.0.0.5\n"
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o644
+    written = [r for r in events if getattr(r, "cl_metadata_event", None) == "attributes-written"]
+    assert len(written) == 1
+    assert written[0].cl_metadata_fields == {"path": str(path)}
+    assert "x\ny" not in written[0].getMessage()
+
+
+def test_write_with_no_attributes_writes_an_empty_file(tmp_path):
+    path = tmp_path / "coreos"
+    path.write_bytes(b"COREOS_OLD=1\n")
+    assert envfile.write(path, {}, "COREOS") == 0
+    assert path.read_bytes() == b""
+
+
+def test_a_failed_write_keeps_the_previous_file_and_emits_nothing(tmp_path, monkeypatch, events):
+    path = tmp_path / "coreos"
+    path.write_bytes(b"COREOS_OLD=1\n")
+
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(fsutil.os, "fsync", no_space)
+    with pytest.raises(OutputError) as caught:
+        envfile.write(path, {"NEW": "2"}, "COREOS")
+    monkeypatch.undo()
+    assert str(caught.value) == f"{path}: syncing the file: No space left on device"
+    assert path.read_bytes() == b"COREOS_OLD=1\n"
+    assert os.listdir(tmp_path) == ["coreos"]
+    assert not [r for r in events if getattr(r, "cl_metadata_event", None)]
