@@ -18,7 +18,7 @@ import random as _random
 import socket
 import threading
 import time
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 from urllib.parse import urljoin, urlsplit, urlunsplit
@@ -57,6 +57,10 @@ class Response:
     status: int
     headers: Mapping[str, str]  # case-insensitive
     body: bytes
+
+
+def _frozen(mapping: Optional[Mapping[str, str]]) -> tuple:
+    return tuple(sorted((k.lower(), v) for k, v in (mapping or {}).items()))
 
 
 def redact_headers(headers: Optional[Mapping[str, str]]) -> Dict[str, str]:
@@ -331,6 +335,8 @@ class HttpClient:
         self._random = random
         self._executor: Optional[ThreadPoolExecutor] = None
         self._executor_lock = threading.Lock()
+        self._cache: Dict[tuple, Future] = {}
+        self._cache_lock = threading.Lock()
 
         session = requests.Session()
         session.trust_env = False  # no proxy variables, no ~/.netrc, no REQUESTS_CA_BUNDLE
@@ -351,10 +357,28 @@ class HttpClient:
     def get(self, url: str, *, headers: Optional[Mapping[str, str]] = None,
             optional: bool = False,
             expect_headers: Optional[Mapping[str, str]] = None) -> Optional[bytes]:
-        """The body of a 200 answer; None for a 404 when ``optional``."""
-        resp = self.request("GET", url, headers=headers, optional=optional,
-                            expect_headers=expect_headers)
-        return None if resp is None else resp.body
+        """The body of a 200 answer; None for a 404 when ``optional``.
+
+        A run reads one snapshot of the platform: the same GET asked twice (two outputs that
+        need the same item, possibly from two threads at once) is sent once.
+        """
+        key = (url, _frozen(headers), optional, _frozen(expect_headers))
+        with self._cache_lock:
+            pending = self._cache.get(key)
+            first = pending is None
+            if first:
+                pending = self._cache[key] = Future()
+        if not first:
+            return pending.result()
+        try:
+            resp = self.request("GET", url, headers=headers, optional=optional,
+                                expect_headers=expect_headers)
+        except BaseException as err:
+            pending.set_exception(err)
+            raise
+        body = None if resp is None else resp.body
+        pending.set_result(body)
+        return body
 
     def request(self, method: str, url: str, *, headers: Optional[Mapping[str, str]] = None,
                 data: Optional[bytes] = None, optional: bool = False,

@@ -774,3 +774,18 @@ def test_logs_never_carry_bodies_or_token_values(server, make_client, caplog):
     assert any("'X-aws-ec2-metadata-token': '<redacted>'" in m and "'Accept': 'x/y'" in m
                for m in ours)
 
+
+
+def test_the_same_get_is_sent_once_per_run(server, make_client):
+    server.route("/item", reply(200, b"v"))
+    server.route("/gone", reply(404))
+    client = make_client()
+    assert client.get_many([server.url("/item"), server.url("/item")]) == [b"v", b"v"]
+    assert client.get(server.url("/item")) == b"v"
+    assert client.get(server.url("/gone"), optional=True) is None
+    assert client.get(server.url("/gone"), optional=True) is None
+    # a different header set is a different request (e.g. a refreshed token)
+    assert client.get(server.url("/item"), headers={"X-Token": "2"}) == b"v"
+    assert server.paths() == ["/item", "/gone", "/item"]
+    with pytest.raises(FetchError):
+        client.get(server.url("/gone"))  # required this time: its own request, its own error
