@@ -7,6 +7,7 @@ HTTP run never touches block devices.
 from __future__ import annotations
 
 import os
+import threading
 from typing import Mapping, Optional, Sequence
 
 from cl_metadata.deadline import Deadline
@@ -28,16 +29,18 @@ class Context:
         self.kernel_cmdline = dict(kernel_cmdline or {})
         self.concurrency = _positive_int(environ, CONCURRENCY_ENV, DEFAULT_CONCURRENCY)
         self._http = None
+        self._http_lock = threading.Lock()  # provider parts may ask for it from two threads
 
     @property
     def http(self):
         """The run's one HTTP client (``cl_metadata.http.HttpClient``), created on first use."""
-        if self._http is None:
-            from cl_metadata.http import HttpClient
+        with self._http_lock:
+            if self._http is None:
+                from cl_metadata.http import HttpClient
 
-            self._http = HttpClient(deadline=self.deadline, endpoint=self.endpoint,
-                                    max_workers=self.concurrency)
-        return self._http
+                self._http = HttpClient(deadline=self.deadline, endpoint=self.endpoint,
+                                        max_workers=self.concurrency)
+            return self._http
 
     def config_drive(self, labels: Sequence[str], *, wait: float = 0.0,
                      premounted: Sequence[str] = ()):
