@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Optional, Tuple, Union
+from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
 import yaml
 
@@ -37,8 +37,15 @@ class SshKey:
 @dataclass(frozen=True)
 class NetworkInterface:
     mac: str
+    name: Optional[str] = None
+    public: bool = False  # a public (internet-facing) interface, as DigitalOcean/Packet say
     local_ipv4: Optional[str] = None
+    ipv4_prefix: int = 24
+    ipv4_gateway: Optional[str] = None
+    public_ipv4: Optional[str] = None
     ipv6: Optional[str] = None
+    ipv6_prefix: int = 64
+    ipv6_gateway: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -58,6 +65,14 @@ class Instance:
     user_data: Optional[str] = None
     ssh_keys: Tuple[SshKey, ...] = ()
     network_interfaces: Tuple[NetworkInterface, ...] = ()
+    nameservers: Tuple[str, ...] = ()
+    # Free-form extras per platform id (e.g. {"gcp": {"project-ssh-keys": [...]}}); each render
+    # module documents and checks the keys it reads, and derives the rest from the fields above.
+    platform_data: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def extra(self, platform: str) -> Mapping[str, Any]:
+        """This platform's extras (an empty mapping when there are none)."""
+        return self.platform_data.get(platform, {})
 
 
 # Scalar fields and how each is checked beyond "is a string".
@@ -113,18 +128,55 @@ def _parse_ssh_keys(where: str, raw: Any) -> Tuple[SshKey, ...]:
     return tuple(keys)
 
 
+_INTERFACE_KEYS = {"mac": str, "name": str, "public": bool, "local-ipv4": str,
+                   "ipv4-prefix": int, "ipv4-gateway": str, "public-ipv4": str, "ipv6": str,
+                   "ipv6-prefix": int, "ipv6-gateway": str}
+_IP_KEYS = {"ipv4-gateway": ipaddress.IPv4Address, "ipv6-gateway": ipaddress.IPv6Address}
+
+
 def _parse_interfaces(where: str, raw: Any) -> Tuple[NetworkInterface, ...]:
     if not isinstance(raw, list):
         raise InstanceError(f"{where}: network-interfaces must be a list of mappings")
     interfaces = []
     for i, item in enumerate(raw):
         item_where = f"{where}: network-interfaces[{i}]"
-        _check_mapping(item_where, item, {"mac", "local-ipv4", "ipv6"})
+        _check_mapping(item_where, item, set(_INTERFACE_KEYS))
         if "mac" not in item:
             raise InstanceError(f"{item_where}: mac is required")
-        values = {k.replace("-", "_"): _check_str(item_where, k, v) for k, v in item.items()}
+        values = {}
+        for key, value in item.items():
+            kind = _INTERFACE_KEYS[key]
+            if kind is str:
+                value = _check_str(item_where, key, value)
+                if key in _IP_KEYS:
+                    try:
+                        _IP_KEYS[key](value)
+                    except ValueError:
+                        raise InstanceError(f"{item_where}: {key} is not an IP address") from None
+            elif not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+                raise InstanceError(f"{item_where}: {key} must be a {kind.__name__}")
+            values[key.replace("-", "_")] = value
         interfaces.append(NetworkInterface(**values))
     return tuple(interfaces)
+
+
+def _parse_nameservers(where: str, raw: Any) -> Tuple[str, ...]:
+    if not isinstance(raw, list):
+        raise InstanceError(f"{where}: nameservers must be a list of addresses")
+    for value in raw:
+        try:
+            ipaddress.ip_address(_check_str(where, "nameservers", value))
+        except ValueError:
+            raise InstanceError(f"{where}: nameservers holds something that is not an IP "
+                                "address") from None
+    return tuple(raw)
+
+
+def _parse_platform_data(where: str, raw: Any) -> Dict[str, Dict[str, Any]]:
+    if not isinstance(raw, dict) or not all(
+            isinstance(k, str) and isinstance(v, dict) for k, v in raw.items()):
+        raise InstanceError(f"{where}: platform-data must map platform ids to mappings")
+    return raw
 
 
 def parse_instance(raw: Any, where: str = "instance") -> Instance:
@@ -142,6 +194,10 @@ def parse_instance(raw: Any, where: str = "instance") -> Instance:
             values[name] = _parse_ssh_keys(where, value)
         elif name == "network_interfaces":
             values[name] = _parse_interfaces(where, value)
+        elif name == "nameservers":
+            values[name] = _parse_nameservers(where, value)
+        elif name == "platform_data":
+            values[name] = _parse_platform_data(where, value)
         else:
             values[name] = _check_str(where, key, value)
     if not values.get("instance_id"):

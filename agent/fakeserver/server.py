@@ -63,6 +63,8 @@ class Dispatcher:
         self.log_path = Path(log_path) if log_path is not None else None
         self.requests: List[dict] = []
         self._lock = threading.Lock()
+        self.in_flight = 0  # requests being answered right now
+        self.max_in_flight = 0  # the most that were ever answered at once (concurrency tests)
         if self.log_path is not None:
             try:
                 self.log_path.open("ab").close()
@@ -80,6 +82,17 @@ class Dispatcher:
         if missing is not None:
             return Response(403, f"Forbidden: required header {missing} missing or wrong".encode(), TEXT)
         return route.answer(request)
+
+    def arrive(self) -> int:
+        """Count a request in; returns how many are in flight including this one."""
+        with self._lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            return self.in_flight
+
+    def depart(self) -> None:
+        with self._lock:
+            self.in_flight -= 1
 
     def record(self, entry: dict) -> None:
         line = (json.dumps(entry, sort_keys=True) + "\n").encode("utf-8")
@@ -146,7 +159,7 @@ class MetadataHandler(BaseHTTPRequestHandler):
         self._status: Optional[int] = None
         self._fault: Optional[str] = None
         self.command, self.path, self.headers, self._body = "", "", None, b""
-        self._arrived, self._recorded = time.time(), False
+        self._arrived, self._recorded, self._in_flight = time.time(), False, None
         try:
             self.raw_requestline = self.rfile.readline(65537)
         except OSError:  # includes timeouts and resets while idle
@@ -156,6 +169,7 @@ class MetadataHandler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         self._arrived = time.time()
+        self._in_flight = self.server.dispatcher.arrive()
         try:
             if len(self.raw_requestline) > 65536:
                 self.requestline, self.request_version = "", "HTTP/1.0"
@@ -179,6 +193,7 @@ class MetadataHandler(BaseHTTPRequestHandler):
                 self.send_error(500)
         finally:
             self._record()
+            self.server.dispatcher.depart()
 
     def _record(self) -> None:
         """Record the request once, before the answer leaves: a client that has seen any byte
@@ -192,6 +207,7 @@ class MetadataHandler(BaseHTTPRequestHandler):
             headers[name] = f"{headers[name]}, {value}" if name in headers else value
         self.server.dispatcher.record({
             "time": round(self._arrived, 6),
+            "in_flight": self._in_flight,
             "method": self.command or "",
             "path": path,
             "query": query,
@@ -376,6 +392,11 @@ class FakeServer:
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
+
+    @property
+    def max_in_flight(self) -> int:
+        """The most requests this server was answering at one time."""
+        return self.dispatcher.max_in_flight
 
     @property
     def requests(self) -> List[dict]:

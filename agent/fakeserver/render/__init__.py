@@ -13,20 +13,23 @@ A render module is plain data plus two functions:
 ``drive_files(instance) -> dict[str, bytes]`` and ``DRIVE_LABEL`` (optional)
     the files of the platform's config drive, keyed by relative path, and its filesystem label.
 
-Register a new module by adding its name to ``RENDER_MODULES``.
+Every module of this package whose name does not start with ``_`` is a render module: adding
+a platform is adding one file.
 """
 
 from __future__ import annotations
 
 import importlib
 import json
+import pkgutil
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Callable, Dict, Mapping, Optional, Tuple, Union
 
 from ...errors import UsageError
 
-RENDER_MODULES = ("openstack",)
+RENDER_MODULES = tuple(sorted(m.name for m in pkgutil.iter_modules(__path__)
+                              if not m.name.startswith("_")))
 
 TEXT = "text/plain; charset=utf-8"
 JSON = "application/json"
