@@ -19,8 +19,8 @@ ATTRIBUTE_PATHS = {META + p for p in
                    ("hostname", "instance-id", "instance-type", "local-ipv4", "public-ipv4")}
 
 
-def provider(server, **http):
-    return OpenStackMetadataProvider(make_context(server, timeout=3, **http))
+def provider(server, timeout=3, **http):
+    return OpenStackMetadataProvider(make_context(server, timeout=timeout, **http))
 
 
 def paths(server):
@@ -138,8 +138,8 @@ def test_redirect_to_another_origin_is_refused(fake_server):
 
 @pytest.mark.parametrize("workers, expected", [(8, 6), (1, 1)])
 def test_requests_of_a_part_overlap_at_the_server(fake_server, workers, expected):
-    # each answer is held 0.5 s so that concurrent requests meet at the server
-    server = fake_server("openstack-metadata", latency=0.5)
-    provider(server, max_workers=workers).attributes()
+    # each answer is held 0.3 s so that concurrent requests meet at the server
+    server = fake_server("openstack-metadata", latency=0.3)
+    provider(server, timeout=20, max_workers=workers).attributes()
     assert len(server.requests) == 6
     assert server.max_in_flight == expected
