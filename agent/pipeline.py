@@ -58,8 +58,8 @@ def run(job: Job, context: Context) -> None:
     try:
         with entry.provider(context) as provider:
             metadata = fetch(provider, needs)
-            hostname, keys = _validate(metadata, needs)
-            _write(job, provider, metadata, hostname, keys, users)
+            hostname, keys, units = _validate(metadata, needs)
+            _write(job, provider, metadata, hostname, keys, units, users)
             if needs.check_in:
                 _check_in(provider)
     except MetadataError as err:
@@ -111,10 +111,16 @@ def _validate(metadata: Metadata, needs: Needs):
         keys, warnings = sshkeys.validate_keys(metadata.ssh_keys)
         for warning in warnings:
             log.warning("%s", warning)
-    return hostname, keys
+    units: Dict[str, bytes] = {}
+    if needs.network and (metadata.interfaces or metadata.netdevs):
+        from cl_metadata import networkd
+
+        units = networkd.render(metadata.interfaces, metadata.netdevs)
+    return hostname, keys, units
 
 
-def _write(job: Job, provider: Provider, metadata: Metadata, hostname, keys, users) -> None:
+def _write(job: Job, provider: Provider, metadata: Metadata, hostname, keys, units,
+           users) -> None:
     if job.attributes_path is not None:
         from cl_metadata import envfile
 
@@ -132,9 +138,14 @@ def _write(job: Job, provider: Provider, metadata: Metadata, hostname, keys, use
             from cl_metadata import hostname as hostnames
 
             hostnames.write(job.hostname_path, hostname)
-    if job.network_units_dir is not None and NETWORK_UNITS not in provider.features:
-        log.info("%s: the platform describes no network interfaces; nothing written to %s",
-                 provider.id, job.network_units_dir)
+    if job.network_units_dir is not None:
+        if units:
+            from cl_metadata import networkd
+
+            networkd.write_files(job.network_units_dir, units)
+        else:
+            log.info("%s: the platform describes no network interfaces; nothing written to %s",
+                     provider.id, job.network_units_dir)
 
 
 def _check_in(provider: Provider) -> None:
