@@ -93,3 +93,16 @@ def throwaway_user():
     yield entry
     subprocess.run(["userdel", name], check=False)
     shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _reset_agent_logger():
+    """cli.main() configures the agent's logger (own handler, no propagation); give every test
+    the default again so caplog sees the records."""
+    import logging
+
+    yield
+    logger = logging.getLogger("cl_metadata")
+    logger.handlers[:] = []
+    logger.propagate = True
+    logger.setLevel(logging.NOTSET)
