@@ -3,6 +3,13 @@
 Three calls are the whole interface used by the rest of the agent:
 ``setup(verbosity)``, ``event(kind, message, **fields)`` for the milestones other tools look for
 (stable journal MESSAGE_IDs), and ``status(text)`` for systemd's ``STATUS=`` line.
+
+Where lines go (decided once, in ``setup``):
+- stderr is the journal (``$JOURNAL_STREAM``), systemd-python is importable and journald's
+  socket exists → native entries with PRIORITY, MESSAGE_ID and CL_METADATA_* fields
+  (``cl_metadata.journal``);
+- stderr is the journal otherwise → ``<N>message`` lines (journald reads the prefix);
+- otherwise → ``cl-metadata: [level: ]message`` lines for a person at a terminal.
 """
 
 from __future__ import annotations
@@ -10,13 +17,12 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from typing import Any, Mapping, Optional, TextIO
+
+from cl_metadata import journal
 
 LOGGER_NAME = "cl_metadata"
 log = logging.getLogger(LOGGER_NAME)
-
-# syslog priorities for the "<N>" prefix journald understands on a stream (SyslogLevelPrefix=)
-_PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3,
-             logging.CRITICAL: 2}
 
 
 class _StderrFormatter(logging.Formatter):
@@ -27,26 +33,32 @@ class _StderrFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
         if self.journal_prefix:
-            return f"<{_PRIORITY.get(record.levelno, 6)}>{text}"
+            return f"<{journal.syslog_priority(record.levelno)}>{text}"
         level = "" if record.levelno == logging.INFO else record.levelname.lower() + ": "
         return f"cl-metadata: {level}{text}"
 
 
-def stderr_is_journal(environ=os.environ, stream=sys.stderr) -> bool:
+def stderr_is_journal(environ: Mapping[str, str] = os.environ, stream: Any = None) -> bool:
     """True when stderr is connected to journald (``$JOURNAL_STREAM`` names its device:inode)."""
-    value = environ.get("JOURNAL_STREAM", "")
-    try:
-        device, inode = (int(part) for part in value.split(":"))
-        st = os.fstat(stream.fileno())
-    except (ValueError, OSError, AttributeError):
-        return False
-    return (st.st_dev, st.st_ino) == (device, inode)
+    return journal.stderr_is_journal(environ, sys.stderr if stream is None else stream)
 
 
-def setup(verbosity: int = 0) -> None:
-    """Configure the agent's logger: INFO by default, DEBUG with ``-v``."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_StderrFormatter(stderr_is_journal()))
+def setup(verbosity: int = 0, *, stream: Optional[TextIO] = None,
+          environ: Optional[Mapping[str, str]] = None) -> None:
+    """Configure the agent's logger: INFO by default, DEBUG with ``-v``.
+
+    ``stream`` and ``environ`` default to ``sys.stderr`` and ``os.environ`` (tests pass their own).
+    """
+    stream = sys.stderr if stream is None else stream
+    environ = os.environ if environ is None else environ
+    to_journal = journal.stderr_is_journal(environ, stream)
+    stream_handler = logging.StreamHandler(stream)
+    stream_handler.setFormatter(_StderrFormatter(to_journal))
+    handler: logging.Handler = stream_handler
+    if to_journal:  # only now is systemd-python worth importing
+        native = journal.native_journal()
+        if native is not None:
+            handler = journal.JournalHandler(native, fallback=stream_handler)
     log.handlers[:] = [handler]
     log.setLevel(logging.DEBUG if verbosity > 0 else logging.INFO)
     log.propagate = False
@@ -55,9 +67,12 @@ def setup(verbosity: int = 0) -> None:
 def event(kind: str, message: str, **fields: str) -> None:
     """A milestone (``attributes-written``, ``ssh-keys-written``, ``ssh-keys-removed``,
     ``check-in-sent``). ``fields`` name users and paths, never values."""
-    log.info(message, extra={"cl_metadata_event": kind, "cl_metadata_fields": fields})
+    log.info(message, extra={"cl_metadata_event": kind, "cl_metadata_fields": fields},
+             stacklevel=2)  # the journal's CODE_FILE/CODE_LINE name the caller
 
 
 def status(text: str) -> None:
     """Progress for ``systemctl status`` (sd_notify ``STATUS=``); a no-op outside systemd."""
-    log.debug("status: %s", text)
+    log.debug("status: %s", text, stacklevel=2)
+    # one line: a newline would start another assignment (READY=1, MAINPID=…) in the message
+    journal.notify("STATUS=" + " ".join(text.splitlines()))

@@ -1,0 +1,178 @@
+"""Hand-off to systemd: sd_notify messages and structured journal entries.
+
+systemd-python (``systemd.daemon``, ``systemd.journal``) is used when it is importable; it is
+optional (an sdist needing a compiler and libsystemd), so each path has a pure-Python fallback:
+
+* notify: one ``AF_UNIX``/``SOCK_DGRAM`` datagram to ``$NOTIFY_SOCKET`` (a leading ``@`` names
+  the abstract namespace). No socket → nothing is sent and nothing fails.
+* journal: when ``$JOURNAL_STREAM`` says stderr already is the journal, plain lines with a
+  ``<N>`` syslog priority prefix (journald's SyslogLevelPrefix= convention). Only the native
+  path carries structured fields such as ``MESSAGE_ID``.
+
+systemd-python is imported only when the environment says we run under systemd, so an
+interactive run does not pay for the import.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import re
+import socket
+from typing import Any, Dict, Mapping, Optional
+
+SYSLOG_IDENTIFIER = "cl-metadata"
+
+# Stable ids for the milestones other tools look for (journalctl MESSAGE_ID=…, console hints).
+# Generated once with `systemd-id128 new`; never change them.
+MESSAGE_IDS: Dict[str, str] = {
+    "attributes-written": "15ee4fb08adb4087abc53ef8c5f78735",
+    "ssh-keys-written": "72f9cfda3dcf4ee8a437e6bd64486761",
+    "ssh-keys-removed": "7e168b89df3c4ceaa71df7e2dae807bd",
+    "check-in-sent": "c10609fa69d34b3cb3f384ab520c2dbc",
+}
+
+# Event fields become journal fields CL_METADATA_<NAME> (user, path, provider: names, never values)
+FIELD_PREFIX = "CL_METADATA_"
+EVENT_FIELD = "CL_METADATA_EVENT"
+_FIELD_NAME = re.compile(r"[a-z][a-z0-9_]{0,40}\Z")
+
+# syslog priorities for the "<N>" prefix and the native PRIORITY field
+_PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3,
+             logging.CRITICAL: 2}
+
+# libsystemd's fixed journal socket; sd_journal_send drops entries silently when it is missing
+JOURNALD_SOCKET = "/run/systemd/journal/socket"
+
+# sd_notify is best effort: never hold up a boot unit because systemd's queue is full
+_NOTIFY_SEND_TIMEOUT = 2.0
+
+_native_modules: Dict[str, Any] = {}
+
+
+def syslog_priority(levelno: int) -> int:
+    """The syslog priority (0–7) for a ``logging`` level; unknown levels count as info."""
+    return _PRIORITY.get(levelno, 6)
+
+
+def load_native(name: str) -> Optional[Any]:
+    """systemd-python's ``systemd.daemon`` or ``systemd.journal``, or None when not importable.
+
+    Cached per process. A module that imports but lacks the expected function (an unrelated
+    PyPI distribution also called ``systemd``) counts as missing.
+    """
+    if name not in _native_modules:
+        required = {"systemd.daemon": "notify", "systemd.journal": "send"}[name]
+        try:
+            module = importlib.import_module(name)
+        except Exception:  # ImportError, or a broken build (missing libsystemd.so)
+            module = None
+        if module is not None and not callable(getattr(module, required, None)):
+            module = None
+        _native_modules[name] = module
+    return _native_modules[name]
+
+
+# --- sd_notify --------------------------------------------------------------------------------
+
+def notify(message: str) -> bool:
+    """Send one sd_notify message (``"STATUS=…"``, ``"READY=1"``, newline-joined assignments).
+
+    Returns True when the message was handed to systemd. Never raises: without
+    ``$NOTIFY_SOCKET``, or when the send fails, nothing happens and False is returned.
+    """
+    address = os.environ.get("NOTIFY_SOCKET", "")
+    if not address:
+        return False
+    daemon = load_native("systemd.daemon")
+    if daemon is not None:
+        try:
+            return bool(daemon.notify(message))
+        except Exception:
+            return False
+    return send_notify_datagram(address, message.encode("utf-8"))
+
+
+def send_notify_datagram(address: str, payload: bytes) -> bool:
+    """The fallback: one datagram to a ``$NOTIFY_SOCKET`` path or ``@abstract`` name."""
+    if address.startswith("@"):
+        target: Any = b"\0" + os.fsencode(address[1:])
+    elif address.startswith("/"):
+        target = os.fsencode(address)
+    else:
+        return False  # other transports (vsock:…) are left to libsystemd
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.settimeout(_NOTIFY_SEND_TIMEOUT)
+            sock.sendto(payload, target)
+    except OSError:
+        return False
+    return True
+
+
+# --- journal ----------------------------------------------------------------------------------
+
+def stderr_is_journal(environ: Mapping[str, str], stream: Any) -> bool:
+    """True when ``stream`` is the journal stream ``$JOURNAL_STREAM`` names (device:inode)."""
+    value = environ.get("JOURNAL_STREAM", "")
+    try:
+        device, inode = (int(part) for part in value.split(":"))
+        st = os.fstat(stream.fileno())
+    except (ValueError, OSError, AttributeError):
+        return False
+    return (st.st_dev, st.st_ino) == (device, inode)
+
+
+def native_journal() -> Optional[Any]:
+    """``systemd.journal`` when importable and journald's socket exists, else None."""
+    if not os.path.exists(JOURNALD_SOCKET):
+        return None
+    return load_native("systemd.journal")
+
+
+def event_fields(kind: Optional[str], fields: Mapping[str, Any]) -> Dict[str, str]:
+    """Journal fields for a milestone: MESSAGE_ID (known kinds), the kind, CL_METADATA_<NAME>.
+
+    Field names that are not plain lower-case identifiers are dropped rather than mangled.
+    """
+    result: Dict[str, str] = {}
+    if kind:
+        result[EVENT_FIELD] = kind
+        if kind in MESSAGE_IDS:
+            result["MESSAGE_ID"] = MESSAGE_IDS[kind]
+    for name, value in fields.items():
+        if _FIELD_NAME.match(name) and value is not None:
+            result[FIELD_PREFIX + name.upper()] = str(value)
+    return result
+
+
+class JournalHandler(logging.Handler):
+    """Sends records to journald through ``systemd.journal.send`` with structured fields.
+
+    Records carrying ``cl_metadata_event`` / ``cl_metadata_fields`` (see ``cl_metadata.log``)
+    get their MESSAGE_ID and CL_METADATA_* fields. If journald cannot be reached the record goes
+    to ``fallback`` (the ``<N>``-prefixed stderr handler) instead of being lost.
+    """
+
+    def __init__(self, journal_module: Any, fallback: logging.Handler):
+        super().__init__()
+        self.journal = journal_module
+        self.fallback = fallback
+        self.setFormatter(logging.Formatter("%(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            fields = event_fields(getattr(record, "cl_metadata_event", None),
+                                  getattr(record, "cl_metadata_fields", None) or {})
+            self.journal.send(
+                self.format(record),
+                PRIORITY=str(syslog_priority(record.levelno)),
+                SYSLOG_IDENTIFIER=SYSLOG_IDENTIFIER,
+                CODE_FILE=record.pathname,
+                CODE_LINE=record.lineno,  # systemd-python formats it with {:d}
+                CODE_FUNC=record.funcName,
+                **fields,
+            )
+        except Exception:
+            self.fallback.handle(record)
