@@ -15,8 +15,6 @@ import json
 import logging
 import os
 import stat
-import subprocess
-import tempfile
 import time
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
@@ -237,6 +235,8 @@ def find_labelled_device(labels: Sequence[str], *, by_label_dir: str = "/dev/dis
 
 def _run(args: Sequence[str]) -> Tuple[int, str]:
     """Run a mount/umount command: (exit status, last line of its error output)."""
+    import subprocess  # only a drive that must be mounted needs it
+
     try:
         proc = subprocess.run(list(args), stdin=subprocess.DEVNULL, capture_output=True,
                               env=_COMMAND_ENV, timeout=COMMAND_TIMEOUT, check=False)
@@ -288,6 +288,8 @@ def _release(mountpoint: str, mounted: bool) -> bool:
 
 @contextlib.contextmanager
 def _mounted(device: str, fs_types: Sequence[str], label: Optional[str]) -> Iterator[ConfigDrive]:
+    import tempfile  # only a drive that must be mounted needs it
+
     mountpoint = tempfile.mkdtemp(prefix=MOUNT_PREFIX)  # mode 0700, unpredictable name
     mounted = False
     drive: Optional[ConfigDrive] = None

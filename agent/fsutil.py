@@ -18,11 +18,10 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import hashlib
 import os
-import secrets
 import stat
 import time
+import zlib
 from typing import Callable, Iterator, Optional, Tuple, Union
 
 from cl_metadata.errors import OutputError
@@ -165,7 +164,9 @@ def _lock_fd(dir_fd: int, target: str) -> int:
         st = os.fstat(lock_dir)
         if st.st_uid != 0 or st.st_mode & 0o077:
             raise OSError(errno.EPERM, f"{LOCK_DIR} is not a root-only directory")
-        name = hashlib.sha256(target.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+        # a cheap digest is enough: two targets sharing a lock only serialise needlessly
+        raw = target.encode("utf-8", "surrogateescape")
+        name = f"{zlib.crc32(raw):08x}-{zlib.adler32(raw):08x}-{len(raw)}"
         return os.open(name + ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
                        0o600, dir_fd=lock_dir)
     finally:
@@ -186,7 +187,7 @@ def target_lock(dir_fd: int, target: str, *, timeout: float = LOCK_TIMEOUT) -> I
 
 def temp_name(name: str) -> str:
     """``.<name>.<random>``: hidden, next to the target, unguessable."""
-    return f".{name}.{secrets.token_hex(12)}"
+    return f".{name}.{os.urandom(12).hex()}"  # what secrets.token_hex does, without hashlib
 
 
 def _create_temp(dir_fd: int, name: str, mode: int) -> Tuple[int, str]:

@@ -50,9 +50,11 @@ def run(job: Job, context: Context) -> None:
         log.warning("%s: no output requested (--attributes, --ssh-keys, --hostname, "
                     "--network-units, --check-in); nothing to do", provider_id)
         return
-    # Refuse an unusable user before the platform is even asked.
-    from cl_metadata import sshkeys
-    users = [sshkeys.lookup_user(name) for name in job.ssh_users]
+    users = []
+    if job.ssh_users:  # refuse an unusable user before the platform is even asked
+        from cl_metadata import sshkeys
+
+        users = [sshkeys.lookup_user(name) for name in job.ssh_users]
 
     agent_log.status(f"reading {provider_id} metadata")
     try:
