@@ -1,0 +1,50 @@
+"""Exoscale metadata service: CloudStack's API at a link-local address.
+
+Protocol (providers.md §2 ``exoscale``, attributes.md §7.2): plain-text items under
+``http://169.254.169.254/1.0/meta-data/``, no headers, the same paths as CloudStack with the
+words of the names in another order. **Not** 404-tolerant, as upstream: a missing item (keys
+included) fails the run. An empty value is written as ``NAME=``. The hostname is
+``local-hostname`` (empty → none); keys are the ``public-keys`` body, one per line.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional
+
+from cl_metadata import formats
+from cl_metadata.providers.base import ATTRIBUTES, HOSTNAME, SSH_KEYS, Provider
+from cl_metadata.providers.cloudstack_metadata import fetch_items
+
+META_DATA = "http://169.254.169.254/1.0/meta-data/"
+
+ATTRIBUTE_PATHS = {
+    "EXOSCALE_INSTANCE_ID": "instance-id",
+    "EXOSCALE_LOCAL_HOSTNAME": "local-hostname",
+    "EXOSCALE_PUBLIC_HOSTNAME": "public-hostname",
+    "EXOSCALE_AVAILABILITY_ZONE": "availability-zone",
+    "EXOSCALE_PUBLIC_IPV4": "public-ipv4",
+    "EXOSCALE_LOCAL_IPV4": "local-ipv4",
+    "EXOSCALE_SERVICE_OFFERING": "service-offering",
+    "EXOSCALE_CLOUD_IDENTIFIER": "cloud-identifier",
+    "EXOSCALE_VM_ID": "vm-id",
+}
+HOSTNAME_PATH = "local-hostname"
+KEYS_PATH = "public-keys"
+
+
+class ExoscaleProvider(Provider):
+    id = "exoscale"
+    description = "Exoscale metadata service"
+    source = "http"
+    features = frozenset({ATTRIBUTES, SSH_KEYS, HOSTNAME})
+
+    def attributes(self) -> Dict[str, str]:
+        return fetch_items(self.context.http, META_DATA, ATTRIBUTE_PATHS, optional=False)
+
+    def hostname(self) -> Optional[str]:
+        url = META_DATA + HOSTNAME_PATH
+        return formats.text(self.context.http.get(url), "GET " + url) or None
+
+    def ssh_keys(self) -> List[str]:
+        url = META_DATA + KEYS_PATH
+        return formats.key_lines(formats.text(self.context.http.get(url), "GET " + url))
