@@ -1,0 +1,79 @@
+"""Alibaba Cloud ECS metadata service.
+
+Protocol (providers.md §2 "aliyun"): plain-text values under
+``http://100.100.100.200/latest/meta-data/`` (Alibaba's own link-local address, not
+169.254.169.254), no special headers. Every item may be absent (404) and an empty value is
+absent too. ``hostname`` is also the hostname.
+
+SSH keys: ``public-keys/`` lists key ids one per line (``0/``, ``my-key/``); each id's key is
+``public-keys/<id>/openssh-key``, a listed key that is missing is an error (as upstream).
+Ids are checked before they go into a URL. Keys are de-duplicated, first occurrence kept
+(upstream: a sorted set).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Dict, List, Optional
+
+from cl_metadata import formats
+from cl_metadata.errors import InvalidMetadata
+from cl_metadata.providers.base import ATTRIBUTES, HOSTNAME, SSH_KEYS, Provider
+
+BASE = "http://100.100.100.200/latest/meta-data/"
+KEY_INDEX = "public-keys/"
+_KEY_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+
+ATTRIBUTE_PATHS = {
+    "ALIYUN_EIPV4": "eipv4",
+    "ALIYUN_HOSTNAME": "hostname",
+    "ALIYUN_IMAGE_ID": "image-id",
+    "ALIYUN_INSTANCE_ID": "instance-id",
+    "ALIYUN_INSTANCE_TYPE": "instance/instance-type",
+    "ALIYUN_IPV4_PRIVATE": "private-ipv4",
+    "ALIYUN_IPV4_PUBLIC": "public-ipv4",
+    "ALIYUN_REGION_ID": "region-id",
+    "ALIYUN_VPC_ID": "vpc-id",
+    "ALIYUN_ZONE_ID": "zone-id",
+}
+
+
+class AliyunProvider(Provider):
+    id = "aliyun"
+    description = "Alibaba Cloud ECS metadata service"
+    source = "http"
+    features = frozenset({ATTRIBUTES, SSH_KEYS, HOSTNAME})
+
+    def _values(self, paths: List[str], optional: bool = True) -> List[Optional[str]]:
+        """Stripped values; None when absent (404) or empty."""
+        bodies = self.context.http.get_many(
+            [(BASE + path, {"optional": optional}) for path in paths])
+        return [formats.text(body, "GET " + BASE + path) or None
+                for path, body in zip(paths, bodies)]
+
+    def attributes(self) -> Dict[str, str]:
+        values = self._values(list(ATTRIBUTE_PATHS.values()))
+        return {name: value for name, value in zip(ATTRIBUTE_PATHS, values) if value is not None}
+
+    def hostname(self) -> Optional[str]:
+        return self._values(["hostname"])[0]
+
+    def ssh_keys(self) -> List[str]:
+        listing = self._values([KEY_INDEX])[0]
+        paths = [f"{KEY_INDEX}{key_id}/openssh-key" for key_id in parse_key_ids(listing)]
+        keys: List[str] = []
+        for value in self._values(paths, optional=False):
+            keys.extend(line for line in formats.key_lines(value) if line not in keys)
+        return keys
+
+
+def parse_key_ids(listing: Optional[str]) -> List[str]:
+    """Key ids from the ``public-keys/`` listing (trailing ``/`` removed)."""
+    ids = []
+    for number, line in enumerate(formats.key_lines(listing), 1):
+        key_id = line.rstrip("/")
+        if not _KEY_ID.fullmatch(key_id):
+            raise InvalidMetadata(f"line {number} is not a key id",
+                                  source="GET " + BASE + KEY_INDEX)
+        ids.append(key_id)
+    return ids
