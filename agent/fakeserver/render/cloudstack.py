@@ -7,7 +7,7 @@ service is CloudStack's, under another prefix (``exoscale.py`` uses :func:`meta_
 
 platform-data ``cloudstack-metadata`` (all optional strings):
 ``public-hostname`` (default: the public IPv4, as CloudStack answers),
-``cloud-identifier`` (default ``CloudStack-{<project-id>}``).
+``cloud-identifier`` (default ``CloudStack-{<project-id, else uuid, else instance-id>}``).
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ def extra_string(instance: Instance, platform: str, key: str,
 def meta_data_items(instance: Instance, platform: str) -> Dict[str, Optional[str]]:
     """CloudStack's item names and this instance's values (None = not served)."""
     keys = "".join(f"{key.key}\n" for key in instance.ssh_keys) or None
-    identifier = f"CloudStack-{{{instance.project_id}}}" if instance.project_id else None
+    # a real zone always has an identifier: derive one when the description names no project
+    identifier = f"CloudStack-{{{instance.project_id or instance.uuid or instance.instance_id}}}"
     public_hostname = extra_string(instance, platform, "public-hostname", instance.public_ipv4)
     return {
         "instance-id": instance.instance_id,

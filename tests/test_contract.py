@@ -1,0 +1,108 @@
+"""One machine through every platform: each fact of the shared instance description lands in
+that platform's own attribute names, and keys and hostname arrive unchanged.
+
+Platform-specific shapes stay each provider's business (tests/providers/); this test holds them
+to one logical machine, as tiny-cloud checks one fixture tree against every provider.
+"""
+
+import os
+
+import pytest
+
+from cl_metadata import dhcp, registry
+from cl_metadata.fakeserver.drive import write_tree
+from cl_metadata.fakeserver.instance import load_instance
+from cl_metadata.fakeserver.render import renderer_for
+from cl_metadata.fakeserver.server import FakeServer
+
+from conftest import make_context
+
+MACHINE = load_instance(os.path.join(os.path.dirname(__file__), "fixtures",
+                                     "contract-instance.yaml"))
+KEYS = {key.key for key in MACHINE.ssh_keys}
+
+# platform → {fact: attribute name}; facts: instance id (or uuid where the platform names its
+# machines by UUID), private IPv4, public IPv4, hostname. A platform without such an item in its
+# protocol simply has no entry for that fact.
+HTTP_FACTS = {
+    "openstack-metadata": {"instance_id": "OPENSTACK_INSTANCE_ID", "uuid": "OPENSTACK_INSTANCE_UUID",
+                           "private": "OPENSTACK_IPV4_LOCAL", "public": "OPENSTACK_IPV4_PUBLIC",
+                           "hostname": "OPENSTACK_HOSTNAME"},
+    "aws": {"instance_id": "AWS_INSTANCE_ID", "private": "AWS_IPV4_LOCAL",
+            "public": "AWS_IPV4_PUBLIC", "hostname": "AWS_HOSTNAME"},
+    "ec2": {"instance_id": "EC2_INSTANCE_ID", "private": "EC2_IPV4_LOCAL",
+            "public": "EC2_IPV4_PUBLIC", "hostname": "EC2_HOSTNAME"},
+    "gcp": {"private": "GCP_IP_LOCAL_0", "public": "GCP_IP_EXTERNAL_0", "hostname": "GCP_HOSTNAME"},
+    "gce": {"private": "GCE_IP_LOCAL_0", "public": "GCE_IP_EXTERNAL_0", "hostname": "GCE_HOSTNAME"},
+    "azure": {"private": "AZURE_IPV4_DYNAMIC", "public": "AZURE_IPV4_VIRTUAL"},
+    "digitalocean": {"private": "DIGITALOCEAN_IPV4_PRIVATE_0",
+                     "public": "DIGITALOCEAN_IPV4_PUBLIC_0", "hostname": "DIGITALOCEAN_HOSTNAME"},
+    "packet": {"private": "PACKET_IPV4_PRIVATE_0", "public": "PACKET_IPV4_PUBLIC_0",
+               "hostname": "PACKET_HOSTNAME"},
+    "hetzner": {"instance_id": "HETZNER_INSTANCE_ID", "private": "HETZNER_PRIVATE_IPV4_0",
+                "public": "HETZNER_PUBLIC_IPV4", "hostname": "HETZNER_HOSTNAME"},
+    "scaleway": {"instance_id": "SCALEWAY_INSTANCE_ID", "private": "SCALEWAY_IPV4_PRIVATE",
+                 "public": "SCALEWAY_IPV4_PUBLIC", "hostname": "SCALEWAY_HOSTNAME"},
+    "oraclecloud": {"instance_id": "ORACLECLOUD_INSTANCE_ID", "hostname": "ORACLECLOUD_HOSTNAME"},
+    "akamai": {"uuid": "AKAMAI_INSTANCE_HOST_UUID", "private": "AKAMAI_PRIVATE_IPV4_0",
+               "public": "AKAMAI_PUBLIC_IPV4_0"},
+    "vultr": {"instance_id": "VULTR_INSTANCE_ID", "hostname": "VULTR_HOSTNAME"},
+    "upcloud": {"uuid": "UPCLOUD_INSTANCE_ID", "hostname": "UPCLOUD_HOSTNAME"},
+    "aliyun": {"instance_id": "ALIYUN_INSTANCE_ID", "private": "ALIYUN_IPV4_PRIVATE",
+               "public": "ALIYUN_IPV4_PUBLIC", "hostname": "ALIYUN_HOSTNAME"},
+    "exoscale": {"instance_id": "EXOSCALE_INSTANCE_ID", "private": "EXOSCALE_LOCAL_IPV4",
+                 "public": "EXOSCALE_PUBLIC_IPV4", "hostname": "EXOSCALE_LOCAL_HOSTNAME"},
+    "cloudstack-metadata": {"instance_id": "CLOUDSTACK_INSTANCE_ID",
+                            "private": "CLOUDSTACK_IPV4_LOCAL", "public": "CLOUDSTACK_IPV4_PUBLIC",
+                            "hostname": "CLOUDSTACK_LOCAL_HOSTNAME"},
+}
+DRIVE_FACTS = {
+    "openstack": HTTP_FACTS["openstack-metadata"],
+}
+
+EXPECTED = {"instance_id": MACHINE.instance_id, "uuid": MACHINE.uuid,
+            "private": MACHINE.local_ipv4, "public": MACHINE.public_ipv4,
+            "hostname": MACHINE.hostname}
+
+
+def without_prefix_length(value):
+    """Akamai keeps the /32 of its addresses (upstream behaviour); the address is the fact."""
+    return value.split("/")[0]
+
+
+def check(provider_id, provider):
+    cls = type(provider)
+    attributes = provider.attributes()
+    for fact, name in {**HTTP_FACTS, **DRIVE_FACTS}[provider_id].items():
+        assert name in attributes, f"{provider_id}: {fact} not written as {name}"
+        assert without_prefix_length(attributes[name]) == EXPECTED[fact], (provider_id, fact)
+    if "ssh-keys" in cls.features:
+        assert set(provider.ssh_keys()) == KEYS
+    if "hostname" in cls.features:
+        assert provider.hostname() == MACHINE.hostname
+
+
+def test_every_http_platform_is_in_the_contract():
+    http_ids = {pid for pid in registry.BUILTIN if registry.get(pid).provider.source == "http"}
+    assert http_ids - {"azurestack"} == set(HTTP_FACTS)  # azurestack has no attributes
+
+
+@pytest.mark.parametrize("provider_id", sorted(HTTP_FACTS))
+def test_http_platform(provider_id, monkeypatch, tmp_path):
+    # cloudstack-metadata finds its server through a DHCP lease; the endpoint override then
+    # sends the request to the fake server whatever the address
+    leases = tmp_path / "run/systemd/netif/leases"
+    leases.mkdir(parents=True)
+    (leases / "2").write_text("ADDRESS=10.20.30.40\nSERVER_ADDRESS=10.20.0.1\n")
+    monkeypatch.setattr(dhcp, "ROOT", str(tmp_path))
+    with FakeServer(provider_id, MACHINE) as server:
+        provider = registry.get(provider_id).provider(make_context(server, timeout=10))
+        check(provider_id, provider)
+
+
+@pytest.mark.parametrize("provider_id", sorted(DRIVE_FACTS))
+def test_config_drive_platform(provider_id, tmp_path):
+    drive = tmp_path / "drive"
+    write_tree(renderer_for(provider_id).drive_files(MACHINE), drive)
+    context = make_context(environ={"CL_METADATA_CONFIG_DRIVE": str(drive)})
+    check(provider_id, registry.get(provider_id).provider(context))
