@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from typing import List, Mapping, Tuple
+from typing import Iterable, List, Mapping, Tuple
 
 from cl_metadata import fsutil, log
 
@@ -52,10 +52,16 @@ def _why_unwritable(value: object) -> str:
     return ""
 
 
-def render(attributes: Mapping[str, str], prefix: str) -> Tuple[bytes, List[str]]:
-    """The file's bytes and the attribute names (as given, without prefix) that were dropped."""
+def render(attributes: Mapping[str, str], prefix: str,
+           unprefixed: Iterable[str] = ()) -> Tuple[bytes, List[str]]:
+    """The file's bytes and the attribute names (as given, without prefix) that were dropped.
+
+    Each name in ``unprefixed`` that ``attributes`` holds is written a second time without the
+    prefix (checked the same way).
+    """
     lines = []
     dropped = []
+    also_bare = set(unprefixed)
     for name, value in attributes.items():
         full = f"{prefix}_{name}" if isinstance(name, str) and name else None
         if full is None or not _NAME.fullmatch(full):
@@ -68,20 +74,22 @@ def render(attributes: Mapping[str, str], prefix: str) -> Tuple[bytes, List[str]
             logger.warning("attribute %s dropped: %s", full, reason)
             dropped.append(name)
             continue
-        lines.append((full, f"{full}={quote(value)}\n"))
+        for written in (full, name) if name in also_bare and _NAME.fullmatch(name) else (full,):
+            lines.append((written, f"{written}={quote(value)}\n"))
     lines.sort()
     return "".join(line for _, line in lines).encode("utf-8"), dropped
 
 
-def write(path: "os.PathLike[str] | str", attributes: Mapping[str, str], prefix: str) -> int:
+def write(path: "os.PathLike[str] | str", attributes: Mapping[str, str], prefix: str,
+          unprefixed: Iterable[str] = ()) -> int:
     """Render and atomically replace ``path`` (mode 0644); returns how many lines were written.
 
     An empty mapping still writes an empty file: consumers test for the file, not its lines.
     Raises ``OutputError``; the previous file stays as it was.
     """
-    data, dropped = render(attributes, prefix)
+    data, dropped = render(attributes, prefix, unprefixed)
     fsutil.atomic_write(path, data, mode=FILE_MODE)
-    count = len(attributes) - len(dropped)
+    count = data.count(b"\n")
     log.event("attributes-written", f"wrote {count} attributes to {os.fspath(path)}",
               path=os.fspath(path))
     return count

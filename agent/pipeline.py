@@ -126,7 +126,8 @@ def _write(job: Job, provider: Provider, metadata: Metadata, hostname, keys, uni
     if job.attributes_path is not None:
         from cl_metadata import envfile
 
-        envfile.write(job.attributes_path, metadata.attributes, job.prefix)
+        envfile.write(job.attributes_path, metadata.attributes, job.prefix,
+                      unprefixed=provider.unprefixed_attributes)
     if users:
         from cl_metadata import sshkeys
 

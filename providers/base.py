@@ -35,6 +35,9 @@ class Provider:
     description: ClassVar[str] = ""
     source: ClassVar[str] = ""  # "http", "config drive", "config drive, else http", "local"
     features: ClassVar[FrozenSet[str]] = frozenset()
+    # Attribute names also written without the COREOS_/AFTERBURN_ prefix, for consumers that
+    # read them so (ct's cloudstack-configdrive hostname).
+    unprefixed_attributes: ClassVar[Tuple[str, ...]] = ()
 
     def __init__(self, context: Context):
         self.context = context

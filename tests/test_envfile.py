@@ -284,3 +284,12 @@ def test_a_failed_write_keeps_the_previous_file_and_emits_nothing(tmp_path, monk
     assert path.read_bytes() == b"COREOS_OLD=1\n"
     assert os.listdir(tmp_path) == ["coreos"]
     assert not [r for r in events if getattr(r, "cl_metadata_event", None)]
+
+
+def test_unprefixed_names_are_written_twice():
+    data, dropped = envfile.render({"CLOUDSTACK_LOCAL_HOSTNAME": "node-1", "CLOUDSTACK_VM_ID": "v"},
+                                   "COREOS", unprefixed=("CLOUDSTACK_LOCAL_HOSTNAME", "ABSENT"))
+    assert dropped == []
+    assert data == (b"CLOUDSTACK_LOCAL_HOSTNAME=node-1\n"
+                    b"COREOS_CLOUDSTACK_LOCAL_HOSTNAME=node-1\n"
+                    b"COREOS_CLOUDSTACK_VM_ID=v\n")

@@ -1,0 +1,77 @@
+"""CloudStack config drive (providers.md §3.4, attributes.md §2.9).
+
+The drive is labelled ``config-2`` (else ``CONFIG-2``), iso9660 or vfat; where CloudStack's own
+tooling has already mounted it at ``/media/ConfigDrive`` (that directory holds
+``cloudstack/metadata/``), the files are read there and nothing is mounted. One text file per
+item in ``cloudstack/metadata/``:
+
+    availability_zone.txt  CLOUDSTACK_AVAILABILITY_ZONE
+    cloud_identifier.txt   CLOUDSTACK_CLOUD_IDENTIFIER
+    instance_id.txt        CLOUDSTACK_INSTANCE_ID
+    local_hostname.txt     CLOUDSTACK_LOCAL_HOSTNAME
+    service_offering.txt   CLOUDSTACK_SERVICE_OFFERING
+    vm_id.txt              CLOUDSTACK_VM_ID
+    public_keys.txt        SSH keys, authorized_keys lines
+
+A missing file leaves its attribute out (a missing ``public_keys.txt`` means no keys, as in Go);
+an empty file is written as ``NAME=``. Values are stripped: upstream copied the file verbatim,
+trailing newline included, which broke ``EnvironmentFile=`` consumers. No hostname.
+
+ct's dynamic data turns ``{HOSTNAME}`` for this platform into the *unprefixed*
+``${CLOUDSTACK_LOCAL_HOSTNAME}`` (attributes.md §6, §8 item 1), which no agent ever wrote:
+``unprefixed_attributes`` asks the attributes writer to write that name without prefix too.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Dict, List
+
+from cl_metadata import formats
+from cl_metadata.errors import ConfigDriveError
+from cl_metadata.providers.base import ATTRIBUTES, SSH_KEYS, Provider
+
+LABELS = ("config-2", "CONFIG-2")
+PREMOUNTED = "/media/ConfigDrive"
+METADATA_DIR = "cloudstack/metadata"
+DRIVE_WAIT = 5.0  # seconds for udev to show the label; the drive is the only source
+
+ATTRIBUTE_FILES = {
+    "CLOUDSTACK_AVAILABILITY_ZONE": METADATA_DIR + "/availability_zone.txt",
+    "CLOUDSTACK_CLOUD_IDENTIFIER": METADATA_DIR + "/cloud_identifier.txt",
+    "CLOUDSTACK_INSTANCE_ID": METADATA_DIR + "/instance_id.txt",
+    "CLOUDSTACK_LOCAL_HOSTNAME": METADATA_DIR + "/local_hostname.txt",
+    "CLOUDSTACK_SERVICE_OFFERING": METADATA_DIR + "/service_offering.txt",
+    "CLOUDSTACK_VM_ID": METADATA_DIR + "/vm_id.txt",
+}
+PUBLIC_KEYS = METADATA_DIR + "/public_keys.txt"
+
+
+class CloudStackConfigDriveProvider(Provider):
+    id = "cloudstack-configdrive"
+    description = "CloudStack config drive (or /media/ConfigDrive)"
+    source = "config drive"
+    features = frozenset({ATTRIBUTES, SSH_KEYS})
+    unprefixed_attributes = ("CLOUDSTACK_LOCAL_HOSTNAME",)
+
+    def __init__(self, context):
+        super().__init__(context)
+        premounted = ((PREMOUNTED,) if os.path.isdir(os.path.join(PREMOUNTED, METADATA_DIR))
+                      else ())
+        with context.config_drive(LABELS, wait=DRIVE_WAIT, premounted=premounted) as drive:
+            if not drive.exists(METADATA_DIR):
+                raise ConfigDriveError("missing: not a CloudStack config drive",
+                                       source=METADATA_DIR)
+            self.files = {path: drive.read(path, optional=True)
+                          for path in (*ATTRIBUTE_FILES.values(), PUBLIC_KEYS)}
+
+    def attributes(self) -> Dict[str, str]:
+        attributes = {}
+        for name, path in ATTRIBUTE_FILES.items():
+            value = formats.text(self.files[path], path)
+            if value is not None:
+                attributes[name] = value
+        return attributes
+
+    def ssh_keys(self) -> List[str]:
+        return formats.key_lines(formats.text(self.files[PUBLIC_KEYS], PUBLIC_KEYS))

@@ -1,0 +1,54 @@
+"""IBM Power Virtual Server: an OpenStack-layout ``config-2`` drive (providers.md §3.2;
+upstream ``src/providers/powervs/mod.rs``).
+
+``openstack/latest/meta_data.json`` is the only file read:
+
+    uuid         → POWERVS_INSTANCE_ID
+    name         → POWERVS_LOCAL_HOSTNAME and the hostname (``hostname`` holds the FQDN)
+    public_keys  → SSH keys, sorted by key name (upstream used the map's random order)
+
+An absent field leaves its attribute out; an empty one is written as ``NAME=``. Upstream mounts
+iso9660 with the lower-case label only; ``CONFIG-2`` and vfat work here too. The drive is the
+platform's only source, so a missing drive is an error (after a short wait for udev), and the
+drive is unmounted before any output is written.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional
+
+from cl_metadata.providers import _openstack_drive as openstack
+from cl_metadata.providers.base import ATTRIBUTES, HOSTNAME, SSH_KEYS, Provider
+
+DRIVE_WAIT = 5.0  # seconds for udev to show the label; the drive is the only source
+
+META_DATA_FIELDS = {
+    "POWERVS_INSTANCE_ID": "uuid",
+    "POWERVS_LOCAL_HOSTNAME": "name",
+}
+
+
+class PowerVSProvider(Provider):
+    id = "powervs"
+    description = "IBM Power Virtual Server (config-2 drive)"
+    source = "config drive"
+    features = frozenset({ATTRIBUTES, SSH_KEYS, HOSTNAME})
+
+    def __init__(self, context):
+        super().__init__(context)
+        with context.config_drive(openstack.LABELS, wait=DRIVE_WAIT) as drive:
+            self.meta_data_body = drive.read(openstack.META_DATA)
+
+    def _meta_data(self):
+        return self.once("meta_data", lambda: openstack.parse_meta_data(self.meta_data_body))
+
+    def attributes(self) -> Dict[str, str]:
+        values = {name: openstack.meta_data_field(self._meta_data(), field)
+                  for name, field in META_DATA_FIELDS.items()}
+        return {name: value for name, value in values.items() if value is not None}
+
+    def hostname(self) -> Optional[str]:
+        return openstack.meta_data_field(self._meta_data(), "name") or None
+
+    def ssh_keys(self) -> List[str]:
+        return openstack.meta_data_keys(self._meta_data())
