@@ -19,9 +19,37 @@ log = logging.getLogger("cl_metadata")
 
 ENTRY_POINT_GROUP = "cl_metadata.providers"
 
+_P = "cl_metadata.providers."
 BUILTIN: Dict[str, str] = {
-    "openstack": "cl_metadata.providers.openstack:OpenStackProvider",
-    "openstack-metadata": "cl_metadata.providers.openstack_metadata:OpenStackMetadataProvider",
+    "akamai": _P + "akamai:AkamaiProvider",
+    "aliyun": _P + "aliyun:AliyunProvider",
+    "aws": _P + "aws:AwsProvider",
+    "azure": _P + "azure:AzureProvider",
+    "azurestack": _P + "azurestack:AzureStackProvider",
+    "cloudstack-configdrive": _P + "cloudstack_configdrive:CloudStackConfigDriveProvider",
+    "cloudstack-metadata": _P + "cloudstack_metadata:CloudStackMetadataProvider",
+    "digitalocean": _P + "digitalocean:DigitalOceanProvider",
+    "ec2": _P + "aws:Ec2Provider",
+    "exoscale": _P + "exoscale:ExoscaleProvider",
+    "gce": _P + "gcp:GceProvider",
+    "gcp": _P + "gcp:GcpProvider",
+    "hetzner": _P + "hetzner:HetznerProvider",
+    "ibmcloud": _P + "ibmcloud:IBMCloudProvider",
+    "ibmcloud-classic": _P + "ibmcloud_classic:IBMCloudClassicProvider",
+    "kubevirt": _P + "kubevirt:KubeVirtProvider",
+    "nocloud": _P + "nocloud:NoCloudProvider",
+    "openstack": _P + "openstack:OpenStackProvider",
+    "openstack-metadata": _P + "openstack_metadata:OpenStackMetadataProvider",
+    "oraclecloud": _P + "oraclecloud:OracleCloudProvider",
+    "packet": _P + "packet:PacketProvider",
+    "powervs": _P + "powervs:PowerVSProvider",
+    "proxmoxve": _P + "proxmoxve:ProxmoxVEProvider",
+    "qemu": _P + "qemu:QemuProvider",
+    "scaleway": _P + "scaleway:ScalewayProvider",
+    "upcloud": _P + "upcloud:UpCloudProvider",
+    "vagrant-virtualbox": _P + "vagrant_virtualbox:VagrantVirtualBoxProvider",
+    "vmware": _P + "vmware:VmwareProvider",
+    "vultr": _P + "vultr:VultrProvider",
 }
 
 

@@ -60,6 +60,7 @@ class GoalState:
     container_id: str
     instance_id: Optional[str]  # of the first RoleInstance
     shared_config: Optional[str]  # URL
+    certificates: Optional[str] = None  # URL; absent when the fabric has no certificates
 
 
 def address(deadline: Deadline) -> str:
@@ -118,7 +119,9 @@ def parse_goal_state(body: bytes, source: str) -> GoalState:
         container_id=_text(root, "Container/ContainerId", source),
         instance_id=None if role is None else (role.findtext("InstanceId") or "").strip() or None,
         shared_config=None if role is None else
-        (role.findtext("Configuration/SharedConfig") or "").strip() or None)
+        (role.findtext("Configuration/SharedConfig") or "").strip() or None,
+        certificates=None if role is None else
+        (role.findtext("Configuration/Certificates") or "").strip() or None)
 
 
 def fabric_url(url: Optional[str], wireserver: str, what: str, source: str) -> str:
