@@ -1,4 +1,5 @@
-"""Parsing helpers every provider shares: metadata text, JSON documents, EC2-style key indexes.
+"""Parsing helpers every provider shares: metadata text, JSON documents, EC2-style key indexes,
+and plain-text item trees (EC2-style metadata services).
 
 Errors name the source and the field, never the value.
 """
@@ -6,7 +7,7 @@ Errors name the source and the field, never the value.
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterable, List, Mapping, Optional
 
 from cl_metadata.errors import InvalidMetadata
 
@@ -23,6 +24,32 @@ def text(body: Optional[bytes], source: str) -> Optional[str]:
         return body.decode("utf-8").strip()
     except UnicodeDecodeError as err:
         raise InvalidMetadata(f"not valid UTF-8 (byte {err.start})", source=source) from None
+
+
+def text_items(http, base: str, paths: Iterable[str], *, optional: bool = True,
+               empty_is_absent: bool = False) -> Dict[str, Optional[str]]:
+    """Plain-text items ``base + path`` of an EC2-style tree, fetched in one concurrent round.
+
+    Each distinct path maps to its text, or None when it is absent: a 404 where ``optional``
+    (otherwise the 404 is an error), and an empty value where ``empty_is_absent`` (platforms
+    whose protocol says an empty item means "not set").
+    """
+    unique = list(dict.fromkeys(paths))
+    bodies = http.get_many([(base + path, {"optional": optional}) for path in unique])
+    items: Dict[str, Optional[str]] = {}
+    for path, body in zip(unique, bodies):
+        value = text(body, "GET " + base + path)
+        items[path] = None if empty_is_absent and not value else value
+    return items
+
+
+def text_attributes(http, base: str, paths: Mapping[str, str], *, optional: bool = True,
+                    empty_is_absent: bool = False) -> Dict[str, str]:
+    """Attribute name → text for ``{name: path}`` (see :func:`text_items`); absent items are
+    left out. Two names may share a path: it is asked once."""
+    items = text_items(http, base, paths.values(), optional=optional,
+                       empty_is_absent=empty_is_absent)
+    return {name: items[path] for name, path in paths.items() if items[path] is not None}
 
 
 def json_document(body: bytes, source: str) -> Any:

@@ -44,27 +44,24 @@ class AliyunProvider(Provider):
     source = "http"
     features = frozenset({ATTRIBUTES, SSH_KEYS, HOSTNAME})
 
-    def _values(self, paths: List[str], optional: bool = True) -> List[Optional[str]]:
-        """Stripped values; None when absent (404) or empty."""
-        bodies = self.context.http.get_many(
-            [(BASE + path, {"optional": optional}) for path in paths])
-        return [formats.text(body, "GET " + BASE + path) or None
-                for path, body in zip(paths, bodies)]
-
     def attributes(self) -> Dict[str, str]:
-        values = self._values(list(ATTRIBUTE_PATHS.values()))
-        return {name: value for name, value in zip(ATTRIBUTE_PATHS, values) if value is not None}
+        return formats.text_attributes(self.context.http, BASE, ATTRIBUTE_PATHS,
+                                       empty_is_absent=True)
 
     def hostname(self) -> Optional[str]:
-        return self._values(["hostname"])[0]
+        return self._items(["hostname"])["hostname"]
 
     def ssh_keys(self) -> List[str]:
-        listing = self._values([KEY_INDEX])[0]
+        listing = self._items([KEY_INDEX])[KEY_INDEX]
         paths = [f"{KEY_INDEX}{key_id}/openssh-key" for key_id in parse_key_ids(listing)]
         keys: List[str] = []
-        for value in self._values(paths, optional=False):
+        for value in self._items(paths, optional=False).values():
             keys.extend(line for line in formats.key_lines(value) if line not in keys)
         return keys
+
+    def _items(self, paths: List[str], optional: bool = True) -> Dict[str, Optional[str]]:
+        return formats.text_items(self.context.http, BASE, paths, optional=optional,
+                                  empty_is_absent=True)
 
 
 def parse_key_ids(listing: Optional[str]) -> List[str]:

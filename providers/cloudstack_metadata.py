@@ -12,7 +12,7 @@ No hostname output, deliberately (upstream returns none although ``local-hostnam
 from __future__ import annotations
 
 import logging
-from typing import Dict, List, Mapping, Optional
+from typing import Dict, List
 
 from cl_metadata import dhcp, formats
 from cl_metadata.errors import MetadataError
@@ -42,7 +42,7 @@ class CloudStackMetadataProvider(Provider):
     features = frozenset({ATTRIBUTES, SSH_KEYS})
 
     def attributes(self) -> Dict[str, str]:
-        return fetch_items(self.context.http, self._base(), ATTRIBUTE_PATHS, optional=True)
+        return formats.text_attributes(self.context.http, self._base(), ATTRIBUTE_PATHS)
 
     def ssh_keys(self) -> List[str]:
         url = self._base() + KEYS_PATH
@@ -62,18 +62,3 @@ class CloudStackMetadataProvider(Provider):
         log.info("cloudstack-metadata: metadata server %s, the DHCP server of %s",
                  found.value, found.source)
         return found.value
-
-
-def fetch_items(http, base: str, paths: Mapping[str, str], *,
-                optional: bool) -> Dict[str, str]:
-    """Text items ``base + path`` for each name, in one concurrent round; with ``optional``,
-    an item answering 404 is left out. Each distinct path is asked once."""
-    unique = list(dict.fromkeys(paths.values()))
-    bodies = dict(zip(unique, http.get_many(
-        [(base + path, {"optional": optional}) for path in unique])))
-    values: Dict[str, str] = {}
-    for name, path in paths.items():
-        value: Optional[str] = formats.text(bodies[path], "GET " + base + path)
-        if value is not None:
-            values[name] = value
-    return values

@@ -13,7 +13,6 @@ from typing import Dict, List, Optional
 
 from cl_metadata import formats
 from cl_metadata.providers.base import ATTRIBUTES, HOSTNAME, SSH_KEYS, Provider
-from cl_metadata.providers.cloudstack_metadata import fetch_items
 
 META_DATA = "http://169.254.169.254/1.0/meta-data/"
 
@@ -39,7 +38,8 @@ class ExoscaleProvider(Provider):
     features = frozenset({ATTRIBUTES, SSH_KEYS, HOSTNAME})
 
     def attributes(self) -> Dict[str, str]:
-        return fetch_items(self.context.http, META_DATA, ATTRIBUTE_PATHS, optional=False)
+        return formats.text_attributes(self.context.http, META_DATA, ATTRIBUTE_PATHS,
+                                       optional=False)
 
     def hostname(self) -> Optional[str]:
         url = META_DATA + HOSTNAME_PATH

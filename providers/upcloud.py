@@ -34,18 +34,15 @@ class UpCloudProvider(Provider):
     source = "http"
     features = frozenset({ATTRIBUTES, SSH_KEYS, HOSTNAME})
 
-    def _values(self, paths: List[str]) -> List[Optional[str]]:
-        """Stripped values; None when absent (404) or empty."""
-        bodies = self.context.http.get_many([(BASE + p, {"optional": True}) for p in paths])
-        return [formats.text(body, "GET " + BASE + path) or None
-                for path, body in zip(paths, bodies)]
-
     def attributes(self) -> Dict[str, str]:
-        values = self._values(list(ATTRIBUTE_PATHS.values()))
-        return {name: value for name, value in zip(ATTRIBUTE_PATHS, values) if value is not None}
+        return formats.text_attributes(self.context.http, BASE, ATTRIBUTE_PATHS,
+                                       empty_is_absent=True)
 
     def hostname(self) -> Optional[str]:
-        return self._values(["hostname"])[0]
+        return self._item("hostname")
 
     def ssh_keys(self) -> List[str]:
-        return formats.key_lines(self._values(["public_keys"])[0])
+        return formats.key_lines(self._item("public_keys"))
+
+    def _item(self, path: str) -> Optional[str]:
+        return formats.text_items(self.context.http, BASE, [path], empty_is_absent=True)[path]

@@ -47,3 +47,30 @@ def test_json_object_errors_name_position_not_content():
     assert "line 1 column" in info.value.cause and "secret" not in str(info.value)
     with pytest.raises(InvalidMetadata, match="expected a JSON object, got a list"):
         formats.json_object(b"[1]", "doc")
+
+
+class RecordingHttp:
+    """Answers get_many from a table and records what was asked."""
+
+    def __init__(self, answers):
+        self.answers, self.asked = answers, []
+
+    def get_many(self, requests):
+        self.asked.append([(url, kwargs["optional"]) for url, kwargs in requests])
+        return [self.answers.get(url) for url, _ in requests]
+
+
+def test_text_items_one_round_each_path_once():
+    http = RecordingHttp({"b/x": b"1\n", "b/e": b"", "b/gone": None})
+    assert formats.text_items(http, "b/", ["x", "e", "gone", "x"]) == {
+        "x": "1", "e": "", "gone": None}
+    assert http.asked == [[("b/x", True), ("b/e", True), ("b/gone", True)]]
+    assert formats.text_items(http, "b/", ["e"], empty_is_absent=True) == {"e": None}
+
+
+def test_text_attributes_leave_absent_items_out():
+    http = RecordingHttp({"b/id": b"i-1", "b/host": b"h"})
+    names = {"ID": "id", "HOST": "host", "ALSO_HOST": "host", "IP": "ip"}
+    assert formats.text_attributes(http, "b/", names, optional=False) == {
+        "ID": "i-1", "HOST": "h", "ALSO_HOST": "h"}
+    assert http.asked == [[("b/id", False), ("b/host", False), ("b/ip", False)]]
