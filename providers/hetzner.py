@@ -10,7 +10,7 @@ Protocol (providers.md §2 "hetzner"): no headers, nothing 404-tolerant.
 - ``GET …/metadata/private-networks`` (YAML list): ``ip`` → ``HETZNER_PRIVATE_IPV4_<i>``.
 - ``GET …/metadata/hostname`` (text, empty → none); ``GET …/metadata/public-keys`` (JSON list).
 - ``GET …/metadata/network-config``: cloud-init network config v1, read by the NoCloud parser
-  (``_nocloud_format``): each ``physical`` entry is one unit of priority 20 (DHCP subnets, static
+  (``cl_metadata.nocloud_format``): each ``physical`` entry is one unit of priority 20 (DHCP subnets, static
   addresses with a default route via their gateway, ``dns_nameservers``), matched by its
   ``mac_address`` when it has one: the platform's ``eth0`` is the name cloud-init would give
   the NIC, which may not be the name it has here.
@@ -29,8 +29,8 @@ from cl_metadata import formats
 from cl_metadata.errors import InvalidMetadata
 from cl_metadata.model import NetworkInterface, VirtualNetDev
 from cl_metadata.networkd import parse_ip
-from cl_metadata.providers._addresses import Fields
-from cl_metadata.providers._nocloud_format import load_yaml, parse_network_config
+from cl_metadata.fields import Fields
+from cl_metadata.nocloud_format import load_yaml, parse_network_config
 from cl_metadata.providers.base import ATTRIBUTES, HOSTNAME, NETWORK_UNITS, SSH_KEYS, Provider
 
 BASE = "http://169.254.169.254/hetzner/v1/metadata"

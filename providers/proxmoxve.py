@@ -16,8 +16,8 @@ import logging
 from typing import Any, Dict, List, Optional
 
 from cl_metadata.errors import ConfigDriveNotFound
-from cl_metadata.providers import _nocloud_format as nocloud
-from cl_metadata.providers._addresses import Fields, first_addresses
+from cl_metadata import nocloud_format as nocloud
+from cl_metadata.fields import Fields, first_addresses
 from cl_metadata.providers.base import ATTRIBUTES, HOSTNAME, NETWORK_UNITS, SSH_KEYS, Provider
 
 log = logging.getLogger("cl_metadata")

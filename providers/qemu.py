@@ -29,8 +29,8 @@ from typing import Dict, List, Optional
 
 from cl_metadata import formats
 from cl_metadata.errors import ConfigDriveError, InvalidMetadata
-from cl_metadata.providers import _nocloud_format as nocloud
-from cl_metadata.providers._addresses import Fields
+from cl_metadata import nocloud_format as nocloud
+from cl_metadata.fields import Fields
 from cl_metadata.providers.base import ATTRIBUTES, HOSTNAME, SSH_KEYS, Provider
 
 log = logging.getLogger("cl_metadata")

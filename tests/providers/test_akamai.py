@@ -125,7 +125,7 @@ def test_each_document_empty_or_failing_is_an_error(fake_server, path, fault):
     server = fake_server("akamai", faults=[Fault(path, fault, arg)])
     error = InvalidMetadata if fault == "empty" else FetchError
     with pytest.raises(error) as info:
-        provider(server, timeout=0.3).attributes()
+        provider(server, timeout=1.5).attributes()
     assert info.value.source.endswith(path)
 
 

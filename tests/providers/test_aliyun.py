@@ -70,7 +70,7 @@ def test_no_elastic_ip_by_default(fake_server):
 def test_persistent_failure_is_an_error(fake_server, kind, arg):
     server = server_with(fake_server, Fault(META + "vpc-id", kind, arg))
     with pytest.raises(FetchError) as info:
-        provider(server, timeout=0.3).attributes()
+        provider(server, timeout=1.5).attributes()
     assert info.value.source == f"GET {server.url}{META}vpc-id"
 
 
@@ -81,7 +81,7 @@ def test_hostname_matrix(fake_server):
     assert [provider(server).hostname() for _ in range(3)] == [None, None,
                                                               "demo-1.example.internal"]
     with pytest.raises(FetchError):
-        provider(server_with(fake_server, Fault(path, "status", 503)), timeout=0.3).hostname()
+        provider(server_with(fake_server, Fault(path, "status", 503)), timeout=1.5).hostname()
 
 
 def test_keys_by_id_de_duplicated(fake_server):
@@ -116,7 +116,7 @@ def test_key_ids_are_checked_before_use(fake_server, listing):
 def test_key_fetch_failure_is_an_error(fake_server):
     server = server_with(fake_server, Fault(INDEX + "1/openssh-key", "status", 503))
     with pytest.raises(FetchError, match="503"):
-        provider(server, timeout=0.3).ssh_keys()
+        provider(server, timeout=1.5).ssh_keys()
 
 
 def test_agent_writes_attributes_and_hostname(fake_server, agent_env, tmp_path):

@@ -165,7 +165,7 @@ def test_transient_put_failures_are_retried(fake_server):
 def test_put_failing_until_the_deadline_never_downgrades(fake_server):
     server = server_for(fake_server, faults=[Fault(TOKEN, "status", 503)])
     with pytest.raises(FetchError, match="503"):
-        provider(server, timeout=0.3).hostname()
+        provider(server, timeout=1.5).hostname()
     assert of(server, "GET") == []
 
 
@@ -246,7 +246,7 @@ def test_empty_identity_document_is_malformed(fake_server):
 def test_persistent_failure_fails_naming_the_url(fake_server, path, kind, arg):
     server = server_for(fake_server, faults=[Fault(path, kind, arg)])
     with pytest.raises(FetchError) as info:
-        provider(server, timeout=0.3).attributes()
+        provider(server, timeout=1.5).attributes()
     assert info.value.source == f"GET {server.url}{path}"
 
 
@@ -265,7 +265,7 @@ def test_hostname_matrix(fake_server):
         assert provider(server_for(fake_server, faults=[fault])).hostname() is None
     with pytest.raises(FetchError):
         provider(server_for(fake_server, faults=[Fault(path, "status", 503)]),
-                 timeout=0.3).hostname()
+                 timeout=1.5).hostname()
 
 
 def test_ssh_keys_in_index_order(fake_server):
@@ -292,7 +292,7 @@ def test_an_absent_or_empty_key_is_skipped(fake_server, kind, arg):
 def test_key_fetch_failures_are_errors(fake_server, path):
     server = server_for(fake_server, faults=[Fault(path, "reset")])
     with pytest.raises(FetchError, match="connection"):
-        provider(server, timeout=0.3).ssh_keys()
+        provider(server, timeout=1.5).ssh_keys()
 
 
 def test_key_index_line_without_one_equals_sign_is_fatal(fake_server):

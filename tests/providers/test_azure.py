@@ -315,7 +315,7 @@ def test_transient_failures_are_retried(fake_server):
 def test_persistent_failures_are_errors(fake_server, path, kind, arg):
     server = fake_server("azure", faults=[Fault(path, kind, arg)])
     with pytest.raises(FetchError):
-        provider(server, timeout=0.3).attributes()
+        provider(server, timeout=1.5).attributes()
 
 
 def test_empty_versions_document_is_invalid(fake_server):

@@ -132,7 +132,7 @@ def test_malformed_identity_is_an_error(fake_server, body, cause):
 def test_identity_failures_are_errors(fake_server, fault):
     server = fake_server("azurestack", faults=[fault])
     with pytest.raises(FetchError):
-        provider(server, timeout=0.2).hostname()
+        provider(server, timeout=1.5).hostname()
 
 
 def test_fake_identity_wants_metadata_header_and_api_version(fake_server):
@@ -272,7 +272,7 @@ def test_an_envelope_without_a_pkcs12_inside_is_an_error(fake_server, monkeypatc
 def test_certificates_endpoint_failures_are_errors(fake_server, fault):
     server = fake_server("azurestack", faults=[fault])
     with pytest.raises(FetchError):
-        provider(server, timeout=0.2).ssh_keys()
+        provider(server, timeout=1.5).ssh_keys()
 
 
 def test_an_empty_certificates_document_is_invalid(fake_server):

@@ -139,7 +139,7 @@ def test_transient_failures_are_retried(fake_server, fault, statuses):
 ])
 def test_a_document_that_cannot_be_read_fails_every_part(fake_server, fault, status):
     server = fake_server("digitalocean", faults=[fault])
-    p = provider(server, timeout=0.5)
+    p = provider(server, timeout=1.5)
     for part in ("attributes", "ssh_keys", "hostname", "network"):
         with pytest.raises(FetchError) as info:
             getattr(p, part)()

@@ -96,7 +96,7 @@ def test_transient_503_and_reset_are_retried(fake_server):
 def test_persistent_failure_is_an_error(fake_server, fault):
     server = fake_server("exoscale", faults=[fault])
     with pytest.raises(FetchError):
-        provider(server, timeout=0.3).attributes()
+        provider(server, timeout=1.5).attributes()
 
 
 def test_value_that_is_not_utf8_names_the_platform_url(fake_server):

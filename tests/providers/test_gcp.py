@@ -118,7 +118,7 @@ def test_an_answer_without_the_flavor_header_is_not_gce(fake_server, fault):
 def test_persistent_failure_is_an_error(fake_server, kind, arg):
     server = fake_server("gcp", faults=[Fault(PATHS["MACHINE_TYPE"], kind, arg)])
     with pytest.raises(FetchError) as info:
-        provider(server, timeout=0.3).attributes()
+        provider(server, timeout=1.5).attributes()
     assert info.value.source == f"GET {server.url}{PATHS['MACHINE_TYPE']}"
 
 
@@ -129,7 +129,7 @@ def test_hostname_matrix(fake_server):
         assert provider(server).hostname() is None
     with pytest.raises(FetchError):
         provider(fake_server("gcp", faults=[Fault(PATHS["HOSTNAME"], "status", 503)]),
-                 timeout=0.3).hostname()
+                 timeout=1.5).hostname()
 
 
 # -- SSH keys ----------------------------------------------------------------------------------
@@ -197,7 +197,7 @@ def test_lines_without_a_user_are_dropped(fake_server, caplog):
                                    Fault(BASE + "project/attributes/ssh-keys", "reset")])
 def test_key_fetch_without_flavor_or_failing_is_an_error(fake_server, fault):
     with pytest.raises(FetchError):
-        provider(fake_server("gcp", faults=[fault]), timeout=0.3).ssh_keys()
+        provider(fake_server("gcp", faults=[fault]), timeout=1.5).ssh_keys()
 
 
 def test_no_keys_anywhere(fake_server):

@@ -165,7 +165,7 @@ def test_either_attribute_document_failing_fails_the_attributes(fake_server, pat
                                                                 status):
     server = fake_server("hetzner", faults=[fault])
     with pytest.raises(FetchError) as info:
-        provider(server, timeout=0.5).attributes()
+        provider(server, timeout=1.5).attributes()
     assert info.value.source == f"GET {server.url}{path}" and info.value.status == status
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from cl_metadata.errors import InvalidMetadata, MetadataError
 from cl_metadata.model import NetworkInterface, Route
-from cl_metadata.providers._nocloud_format import parse_network_config
+from cl_metadata.nocloud_format import parse_network_config
 
 from conftest import needs_root
 from drive_fixtures import (ALICE, CAUSES, DEPLOY, SAMPLE, assert_failed_cleanly,

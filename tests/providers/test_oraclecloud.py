@@ -69,7 +69,7 @@ def test_the_server_refuses_a_request_without_the_bearer_header(fake_server):
 def test_document_failures_are_errors(fake_server, kind, arg):
     server = fake_server("oraclecloud", faults=[Fault(PATH, kind, arg)])
     with pytest.raises(FetchError) as info:
-        provider(server, timeout=0.3).attributes()
+        provider(server, timeout=1.5).attributes()
     assert info.value.source == f"GET {server.url}{PATH}"
 
 

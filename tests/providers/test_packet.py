@@ -195,7 +195,7 @@ def test_a_phone_home_url_that_is_not_http_is_refused(fake_server, url):
 def test_a_failing_phone_home_fails_the_check_in(fake_server):
     server = fake_server("packet", faults=[Fault("/phone-home", "status", 500)])
     with pytest.raises(FetchError) as info:
-        provider(server, timeout=0.5).check_in()
+        provider(server, timeout=1.5).check_in()
     assert info.value.source == f"POST {server.url}/phone-home" and info.value.status == 500
 
 
@@ -216,7 +216,7 @@ def test_transient_failures_are_retried(fake_server, fault, statuses):
 ])
 def test_a_document_that_cannot_be_read_fails(fake_server, fault, status):
     server = fake_server("packet", faults=[fault])
-    p = provider(server, timeout=0.5)
+    p = provider(server, timeout=1.5)
     for part in ("attributes", "ssh_keys", "hostname", "network", "check_in"):
         with pytest.raises(FetchError) as info:
             getattr(p, part)()

@@ -59,7 +59,7 @@ def test_each_item_404_empty_and_transient(fake_server, name):
 def test_persistent_failure_is_an_error(fake_server, kind, arg):
     server = server_with(fake_server, Fault(PATHS["UPCLOUD_INSTANCE_ID"], kind, arg))
     with pytest.raises(FetchError) as info:
-        provider(server, timeout=0.3).attributes()
+        provider(server, timeout=1.5).attributes()
     assert info.value.source == f"GET {server.url}{PATHS['UPCLOUD_INSTANCE_ID']}"
 
 
@@ -71,7 +71,7 @@ def test_hostname_matrix(fake_server):
                                                               "demo-1.example.internal"]
     assert [r["path"] for r in server.requests] == [path] * 3
     with pytest.raises(FetchError):
-        provider(server_with(fake_server, Fault(path, "status", 503)), timeout=0.3).hostname()
+        provider(server_with(fake_server, Fault(path, "status", 503)), timeout=1.5).hostname()
 
 
 def test_two_keys(fake_server):
@@ -96,7 +96,7 @@ def test_a_bad_line_is_left_to_the_writer(fake_server):
 
 def test_keys_fetch_failure_is_an_error(fake_server):
     with pytest.raises(FetchError):
-        provider(server_with(fake_server, Fault(KEYS, "reset")), timeout=0.3).ssh_keys()
+        provider(server_with(fake_server, Fault(KEYS, "reset")), timeout=1.5).ssh_keys()
 
 
 def test_agent_writes_attributes_and_hostname(fake_server, agent_env, tmp_path):

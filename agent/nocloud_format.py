@@ -32,7 +32,7 @@ import yaml
 from cl_metadata import formats
 from cl_metadata.errors import InvalidMetadata
 from cl_metadata.model import NetworkInterface, Route
-from cl_metadata.providers._addresses import Fields, dhcp_mode, unique
+from cl_metadata.fields import Fields, dhcp_mode, unique
 
 log = logging.getLogger("cl_metadata")
 

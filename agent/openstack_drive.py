@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional
 
 from cl_metadata import formats
 from cl_metadata.model import NetworkInterface, Route
-from cl_metadata.providers._addresses import Fields, dhcp_mode, unique
+from cl_metadata.fields import Fields, dhcp_mode, unique
 
 log = logging.getLogger("cl_metadata")
 
