@@ -28,6 +28,15 @@ class Terminated(BaseException):
     """SIGTERM arrived: unwind so temp files are removed and drives unmounted."""
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    # A fixed width: argparse would otherwise import shutil (and bz2, lzma…) on every
+    # add_argument to ask the terminal, a cost every boot pays for help it never prints.
+    def __init__(self, prog, width=None, **kwargs):
+        columns = os.environ.get("COLUMNS", "")
+        width = int(columns) - 2 if columns.isdigit() and int(columns) > 40 else 78
+        super().__init__(prog, width=width, **kwargs)
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line and exit 2, like every other usage error
         raise UsageError(f"{message} (see --help)")
@@ -35,7 +44,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
-        prog="cl-metadata",
+        prog="cl-metadata", formatter_class=_HelpFormatter,
         description="Fetch this machine's metadata from its cloud platform and write the "
                     "attributes file, SSH keys, hostname and network units.",
         epilog="Other commands: 'cl-metadata providers' lists the platforms. Environment: "

@@ -30,7 +30,7 @@ import os
 import re
 import stat
 import time
-from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Callable, Dict, List, Mapping, NamedTuple, Optional, Tuple
 
 from cl_metadata.deadline import Deadline
@@ -50,11 +50,10 @@ _HEX_BYTES = re.compile(r"[0-9A-Fa-f]{1,2}(?::[0-9A-Fa-f]{1,2})*")
 _QUOTED_CHAR = re.compile(r"\\([0-7]{3})|\\(.)|(.)", re.S)  # \ooo, \c or a plain character
 
 
-@dataclass(frozen=True)
-class Lease:
+class Lease(NamedTuple):
     source: str  # the file it came from
     server_identifier: Optional[str] = None  # as written; checked when used
-    options: Mapping[int, bytes] = field(default_factory=dict)
+    options: Mapping[int, bytes] = MappingProxyType({})
 
 
 class Found(NamedTuple):

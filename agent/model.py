@@ -1,13 +1,16 @@
-"""The values a provider hands to the writers: what the platform says about this machine."""
+"""The values a provider hands to the writers: what the platform says about this machine.
+
+Named tuples rather than dataclasses: importing ``dataclasses`` (and ``inspect``, ``ast`` with
+it) costs every boot several milliseconds (bench/RESULTS.md), and these values need nothing more.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Mapping, Optional, Tuple
+from types import MappingProxyType
+from typing import Mapping, NamedTuple, Optional, Tuple
 
 
-@dataclass(frozen=True)
-class Needs:
+class Needs(NamedTuple):
     """Which parts of the metadata a run's outputs need; a provider fetches only these."""
 
     attributes: bool = False
@@ -20,14 +23,12 @@ class Needs:
         return self.attributes or self.ssh_keys or self.hostname or self.network or self.check_in
 
 
-@dataclass(frozen=True)
-class Route:
+class Route(NamedTuple):
     destination: str  # "0.0.0.0/0", "10.0.0.0/8", "::/0"
     gateway: str
 
 
-@dataclass(frozen=True)
-class NetworkInterface:
+class NetworkInterface(NamedTuple):
     """One systemd-networkd ``.network`` unit's worth of configuration.
 
     Matched by ``name`` when given, else by ``mac``. Addresses are ``ip/prefix`` strings.
@@ -44,8 +45,7 @@ class NetworkInterface:
     unmanaged: bool = False
 
 
-@dataclass(frozen=True)
-class VirtualNetDev:
+class VirtualNetDev(NamedTuple):
     """One ``.netdev`` unit (a bond, for instance)."""
 
     name: str
@@ -55,8 +55,7 @@ class VirtualNetDev:
     sections: Tuple[Tuple[str, Tuple[Tuple[str, str], ...]], ...] = ()  # ("Bond", (("Mode", "802.3ad"),))
 
 
-@dataclass(frozen=True)
-class Metadata:
+class Metadata(NamedTuple):
     """Everything one run learned from the platform.
 
     ``attributes`` are keyed by names *without* the ``COREOS_``/``AFTERBURN_`` prefix
@@ -64,7 +63,7 @@ class Metadata:
     ``ssh_keys`` are the raw key lines as served; the writer validates them.
     """
 
-    attributes: Mapping[str, str] = field(default_factory=dict)
+    attributes: Mapping[str, str] = MappingProxyType({})
     ssh_keys: Tuple[str, ...] = ()
     hostname: Optional[str] = None
     interfaces: Tuple[NetworkInterface, ...] = ()

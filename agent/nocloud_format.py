@@ -22,7 +22,6 @@ file and the field path, never a value.
 
 from __future__ import annotations
 
-import dataclasses
 import email
 import logging
 from typing import Any, Dict, List, Optional
@@ -192,7 +191,7 @@ def _v1(doc, fields: Fields, where: str, priority: int) -> List[NetworkInterface
         else:
             log.warning("%s: %s: %s entries are not supported; skipped", fields.source, at,
                         kind if kind in _V1_UNSUPPORTED else "unknown")
-    return [dataclasses.replace(i, nameservers=unique(i.nameservers + tuple(nameservers)))
+    return [i._replace(nameservers=unique(i.nameservers + tuple(nameservers)))
             for i in interfaces]
 
 

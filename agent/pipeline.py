@@ -8,9 +8,7 @@ SSH keys, hostname, network units; the check-in comes last.
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, NamedTuple, Optional, Tuple
 
 from cl_metadata import log as agent_log
 from cl_metadata import registry
@@ -24,8 +22,7 @@ log = logging.getLogger("cl_metadata")
 PREFIXES = ("COREOS", "AFTERBURN")
 
 
-@dataclass(frozen=True)
-class Job:
+class Job(NamedTuple):
     """What the command line asked for."""
 
     provider_id: str
@@ -95,6 +92,8 @@ def fetch(provider: Provider, needs: Needs) -> Metadata:
 def _call_all(calls: Dict[str, Callable[[], object]]) -> Dict[str, object]:
     if len(calls) <= 1:
         return {name: call() for name, call in calls.items()}
+    from concurrent.futures import ThreadPoolExecutor  # only runs with several parts need it
+
     pool = ThreadPoolExecutor(max_workers=len(calls))
     try:
         futures = {name: pool.submit(call) for name, call in calls.items()}
@@ -104,12 +103,15 @@ def _call_all(calls: Dict[str, Callable[[], object]]) -> Dict[str, object]:
 
 
 def _validate(metadata: Metadata, needs: Needs):
-    from cl_metadata import hostname as hostnames
-    from cl_metadata import sshkeys
+    hostname = None
+    if metadata.hostname:
+        from cl_metadata import hostname as hostnames
 
-    hostname = hostnames.normalize(metadata.hostname) if metadata.hostname else None
+        hostname = hostnames.normalize(metadata.hostname)
     keys: List = []
     if needs.ssh_keys:
+        from cl_metadata import sshkeys
+
         keys, warnings = sshkeys.validate_keys(metadata.ssh_keys)
         for warning in warnings:
             log.warning("%s", warning)

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import importlib
 import logging
-from dataclasses import dataclass
-from typing import Dict, List, Optional, Type
+from typing import Dict, List, NamedTuple, Optional, Type
 
 from cl_metadata.cmdline import OEM_ALIASES
 from cl_metadata.errors import UsageError
@@ -53,8 +52,7 @@ BUILTIN: Dict[str, str] = {
 }
 
 
-@dataclass(frozen=True)
-class Entry:
+class Entry(NamedTuple):
     id: str
     provider: type
     origin: str  # "built-in" or the distribution that ships the plugin

@@ -25,8 +25,7 @@ import re
 import signal
 import stat
 import struct
-from dataclasses import dataclass
-from typing import Callable, Iterable, List, Sequence, Tuple
+from typing import Callable, Iterable, List, NamedTuple, Sequence, Tuple
 
 from cl_metadata import fsutil, log
 from cl_metadata.errors import OutputError
@@ -58,8 +57,7 @@ _OPTION_HINT = re.compile(r'[=",]')
 _FRAGMENT_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@-]{0,127}")
 
 
-@dataclass(frozen=True)
-class SshKey:
+class SshKey(NamedTuple):
     """One validated public key: ``type`` is a known key type, ``blob`` canonical base64."""
 
     type: str

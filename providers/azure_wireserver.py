@@ -24,8 +24,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import re
-from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from typing import List, NamedTuple, Optional, Tuple
 from urllib.parse import urlsplit
 from xml.etree.ElementTree import Element, TreeBuilder
 from xml.parsers import expat
@@ -54,8 +53,7 @@ class _Refused(Exception):
     pass
 
 
-@dataclass(frozen=True)
-class GoalState:
+class GoalState(NamedTuple):
     incarnation: str
     container_id: str
     instance_id: Optional[str]  # of the first RoleInstance

@@ -22,7 +22,6 @@ document whose top level is not the expected mapping or list is refused.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Dict, List, Optional, Tuple
 
 from cl_metadata import formats
@@ -81,7 +80,7 @@ class HetznerProvider(Provider):
         source = "GET " + NETWORK_CONFIG
         text = _decode(self.context.http.get(NETWORK_CONFIG), source)
         interfaces = parse_network_config(text, source, priority=NETWORK_PRIORITY)
-        return [dataclasses.replace(i, name=None) if i.mac else i for i in interfaces], []
+        return [i._replace(name=None) if i.mac else i for i in interfaces], []
 
 
 def _decode(body: bytes, source: str) -> str:

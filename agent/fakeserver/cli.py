@@ -38,7 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="serve one request from stdin on stdout, then exit")
     parser.add_argument("--log", metavar="FILE", help="append one JSON line per request")
     parser.add_argument("--fault", metavar="SPEC", action="append", default=[],
-                        help="PATH=KIND[:ARG][@N], repeatable (see faults.py)")
+                        help="PATH=KIND[:ARG][@N|@Ss], repeatable (see faults.py)")
+    parser.add_argument("--state", metavar="FILE",
+                        help="keep fault uses and the first request's time in FILE, shared "
+                             "by every server given it (--stdio: one server per connection)")
     parser.add_argument("--latency", type=float, default=0.0, metavar="SECONDS",
                         help="added before every response")
     parser.add_argument("--write-drive", metavar="PATH", help="write the config drive and exit")
@@ -59,7 +62,8 @@ def _run_stdio(args: argparse.Namespace) -> int:
     try:
         dispatcher = Dispatcher(args.platform, load_instance(args.instance),
                                 faults=[parse_fault(s) for s in args.fault],
-                                log_path=args.log, latency=args.latency)
+                                log_path=args.log, latency=args.latency,
+                                fault_state=args.state)
     except CLMetadataError as err:
         if args.log:
             try:
@@ -77,7 +81,8 @@ def _run_stdio(args: argparse.Namespace) -> int:
 def _run_tcp(args: argparse.Namespace) -> int:
     server = FakeServer(args.platform, load_instance(args.instance),
                         faults=[parse_fault(s) for s in args.fault], log_path=args.log,
-                        bind=args.bind, port=args.port, latency=args.latency)
+                        bind=args.bind, port=args.port, latency=args.latency,
+                        fault_state=args.state)
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:

@@ -1,8 +1,10 @@
-"""Injected misbehaviour, per path, for the first N matching requests or always.
+"""Injected misbehaviour, per path: for the first N matching requests, for the first S
+seconds, or always.
 
-Spec syntax (command line): ``PATH=KIND[:ARG][@N]``, e.g. ``/latest/meta-data/hostname=status:503@2``,
-``*=delay:0.5``, ``/openstack/latest/meta_data.json=malformed``. No commas anywhere, so a spec
-fits in QEMU's ``guestfwd=…-cmd:`` option.
+Spec syntax (command line): ``PATH=KIND[:ARG][@N|@Ss]``, e.g.
+``/latest/meta-data/hostname=status:503@2``, ``*=status:503@8s``, ``*=delay:0.5``,
+``/openstack/latest/meta_data.json=malformed``. No commas anywhere, so a spec fits in QEMU's
+``guestfwd=…-cmd:`` option.
 
 PATH is ``*`` (every request), a prefix ending in ``*``, a path with a query (matched against
 ``path?query``) or an exact path (query ignored).
@@ -10,7 +12,12 @@ PATH is ``*`` (every request), a prefix ending in ``*``, a path with a query (ma
 Per request, every matching ``delay`` applies (they add up); of the other kinds, the first
 matching fault that has uses left applies. Each applied fault uses one of its N uses; once used
 up, normal answers resume. Two faults on one path therefore queue: ``/x=status:503@1`` then
-``/x=empty@1`` answers 503, then an empty 200, then the real document.
+``/x=empty@1`` answers 503, then an empty 200, then the real document. ``@Ss`` limits a fault
+to requests arriving less than S seconds after the first request the server saw.
+
+The uses left and the time of the first request live in the server's memory, or with
+:class:`SharedFaultState` (``--state FILE``) in a file under ``flock``: QEMU's ``guestfwd``
+starts one ``--stdio`` server per connection, and they must count together.
 
 | kind | ARG | effect |
 |---|---|---|
@@ -27,10 +34,16 @@ up, normal answers resume. Two faults on one path therefore queue: ``/x=status:5
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import json
+import os
 import re
 import threading
+import time
 from dataclasses import dataclass, field
-from typing import Any, List, Optional, Sequence, Tuple, Union
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 from ..errors import UsageError
 
@@ -40,7 +53,9 @@ DEFAULT_OVERSIZE = 1024 * 1024 + 1  # one byte over the agent's 1 MiB response c
 DEFAULT_MALFORMED = b'{"uuid": "\xff\x00 <html>not json'
 
 _SPEC = re.compile(r"^(?P<path>\*|/\S*?)=(?P<kind>" + "|".join(KINDS) + r")"
-                   r"(?::(?P<arg>.*?))?(?:@(?P<count>\d+))?$", re.DOTALL)
+                   r"(?::(?P<arg>.*?))?(?:@(?:(?P<seconds>\d+(?:\.\d+)?)s|(?P<count>\d+)))?$",
+                   re.DOTALL)
+STATE_MAX_BYTES = 1 << 20
 
 
 class FaultError(UsageError):
@@ -105,6 +120,7 @@ class Fault:
     arg: Union[str, int, float, bytes, None] = None
     count: Optional[int] = None  # None = every matching request
     value: Any = field(init=False, repr=False, compare=False)  # arg, parsed for the kind
+    seconds: Optional[float] = None  # only requests this long after the first one (None = any)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -113,6 +129,11 @@ class Fault:
             raise FaultError(f"fault path must be '*' or start with '/': {self.path!r}")
         if self.count is not None and (not isinstance(self.count, int) or self.count < 1):
             raise FaultError("fault count must be a positive integer")
+        if self.seconds is not None:
+            if self.count is not None:
+                raise FaultError("a fault is limited by a count or by seconds, not both")
+            if not isinstance(self.seconds, (int, float)) or not self.seconds > 0:
+                raise FaultError("fault seconds must be a positive number")
         object.__setattr__(self, "value", _parse_arg(self.kind, self.arg))
 
     def matches(self, path: str, query: str) -> bool:
@@ -126,46 +147,112 @@ class Fault:
 
 
 def parse_fault(spec: str) -> Fault:
-    """Parse ``PATH=KIND[:ARG][@N]``."""
+    """Parse ``PATH=KIND[:ARG][@N|@Ss]``."""
     match = _SPEC.match(spec)
     if match is None:
         raise FaultError(f"invalid fault spec {spec!r}: expected PATH=KIND[:ARG][@N] "
                          f"with KIND one of {', '.join(KINDS)}")
-    count = match.group("count")
+    count, seconds = match.group("count"), match.group("seconds")
     return Fault(match.group("path"), match.group("kind"), match.group("arg"),
-                 int(count) if count is not None else None)
+                 int(count) if count is not None else None,
+                 seconds=float(seconds) if seconds is not None else None)
+
+
+State = Dict[str, Any]  # {"start": time of the first request or None, "used": {key: uses}}
+
+
+def _empty_state() -> State:
+    return {"start": None, "used": {}}
+
+
+class SharedFaultState:
+    """Fault bookkeeping in a JSON file, read and rewritten under ``flock`` per request."""
+
+    def __init__(self, path: Union[str, Path]):
+        self.path = Path(path)
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[State]:
+        """The state, exclusively; what the caller changes is written back on exit."""
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as err:
+            raise FaultError(f"{self.path}: cannot open fault state: {err.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            raw = os.read(fd, STATE_MAX_BYTES + 1)
+            state = self._parse(raw)
+            yield state
+            data = json.dumps(state, sort_keys=True).encode("utf-8")
+            os.lseek(fd, 0, os.SEEK_SET)
+            os.ftruncate(fd, 0)
+            os.write(fd, data)
+        finally:
+            os.close(fd)  # releases the lock
+
+    def _parse(self, raw: bytes) -> State:
+        if not raw.strip():
+            return _empty_state()
+        try:
+            state = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            state = None
+        if (not isinstance(state, dict) or not isinstance(state.get("used"), dict)
+                or not isinstance(state.get("start"), (int, float, type(None)))):
+            raise FaultError(f"{self.path}: not a fault state file")
+        return state
 
 
 class FaultPlan:
-    """The faults of one server, with the uses each has left (thread-safe)."""
+    """The faults of one server, with the uses each has left (thread-safe; with a
+    :class:`SharedFaultState`, also across processes)."""
 
-    def __init__(self, faults: Sequence[Fault] = ()):
+    def __init__(self, faults: Sequence[Fault] = (), *, state: Optional[SharedFaultState] = None,
+                 clock: Callable[[], float] = time.time):
         self._faults = list(faults)
-        self._left = [f.count for f in self._faults]
+        self._shared = state
+        self._memory = _empty_state()
+        self._clock = clock
         self._lock = threading.Lock()
 
-    def _take(self, i: int) -> bool:
-        if self._left[i] is None:
-            return True
-        if self._left[i] > 0:
-            self._left[i] -= 1
-            return True
-        return False
+    @staticmethod
+    def _key(i: int, fault: Fault) -> str:
+        return f"{i} {fault.path}={fault.kind}"  # a state file from other faults cannot match
+
+    def _take(self, i: int, fault: Fault, state: State, elapsed: float) -> bool:
+        if fault.seconds is not None and elapsed >= fault.seconds:
+            return False
+        key = self._key(i, fault)
+        used = state["used"].get(key, 0)
+        if fault.count is not None and used >= fault.count:
+            return False
+        state["used"][key] = used + 1
+        return True
+
+    def _select(self, path: str, query: str, state: State) -> Tuple[float, Optional[Fault]]:
+        now = self._clock()
+        if state["start"] is None:
+            state["start"] = now
+        elapsed = now - state["start"]
+        delay = 0.0
+        chosen: Optional[Fault] = None
+        for i, fault in enumerate(self._faults):
+            if not fault.matches(path, query):
+                continue
+            if fault.kind == "delay":
+                if self._take(i, fault, state, elapsed):
+                    delay += fault.value
+            elif chosen is None and self._take(i, fault, state, elapsed):
+                chosen = fault
+        return delay, chosen
 
     def select(self, path: str, query: str) -> Tuple[float, Optional[Fault]]:
         """Total delay and the one answering fault (or None) for a request; uses them up."""
-        delay = 0.0
-        chosen: Optional[Fault] = None
         with self._lock:
-            for i, fault in enumerate(self._faults):
-                if not fault.matches(path, query):
-                    continue
-                if fault.kind == "delay":
-                    if self._take(i):
-                        delay += fault.value
-                elif chosen is None and self._take(i):
-                    chosen = fault
-        return delay, chosen
+            if self._shared is None:
+                return self._select(path, query, self._memory)
+            with self._shared.locked() as state:
+                return self._select(path, query, state)
 
     @property
     def faults(self) -> List[Fault]:

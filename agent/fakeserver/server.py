@@ -22,7 +22,7 @@ from types import SimpleNamespace
 from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 from ..errors import UsageError
-from .faults import Fault, FaultPlan
+from .faults import Fault, FaultPlan, SharedFaultState
 from .instance import Instance, load_instance
 from .render import TEXT, Request, Response, renderer_for
 
@@ -50,12 +50,19 @@ class Dispatcher:
 
     def __init__(self, platform: str, instance: Optional[Instance] = None, *,
                  faults: Sequence[Fault] = (), log_path: Union[str, Path, None] = None,
-                 latency: float = 0.0, sleep: Callable[[float], None] = time.sleep):
+                 latency: float = 0.0, sleep: Callable[[float], None] = time.sleep,
+                 fault_state: Union[str, Path, None] = None,
+                 clock: Callable[[], float] = time.time):
         renderer = renderer_for(platform)
         self.platform = platform
         self.instance = instance if instance is not None else load_instance()
         self.routes = {(r.method, r.path): r for r in renderer.routes(self.instance)}
-        self.faults = FaultPlan(faults)
+        # fault_state: a file shared by servers that must count faults together (--stdio)
+        shared = SharedFaultState(fault_state) if fault_state is not None else None
+        if shared is not None:
+            with shared.locked():  # an unusable state file fails here, not mid-request
+                pass
+        self.faults = FaultPlan(faults, clock=clock, state=shared)
         self.latency = float(latency)
         if self.latency < 0:
             raise UsageError("latency must not be negative")
@@ -359,11 +366,14 @@ class FakeServer:
     def __init__(self, platform: str, instance: Optional[Instance] = None, *,
                  faults: Sequence[Fault] = (), log_path: Union[str, Path, None] = None,
                  bind: str = "127.0.0.1", port: int = 0, latency: float = 0.0,
-                 sleep: Callable[[float], None] = time.sleep):
+                 sleep: Callable[[float], None] = time.sleep,
+                 fault_state: Union[str, Path, None] = None,
+                 clock: Callable[[], float] = time.time):
         self.host, self._family = loopback_address(bind)
         self.port = port
         self.dispatcher = Dispatcher(platform, instance, faults=faults, log_path=log_path,
-                                     latency=latency, sleep=sleep)
+                                     latency=latency, sleep=sleep, fault_state=fault_state,
+                                     clock=clock)
         self._httpd: Optional[_LoopbackHTTPServer] = None
         self._thread: Optional[threading.Thread] = None
 
