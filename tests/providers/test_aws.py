@@ -342,3 +342,23 @@ def test_agent_writes_aws_keys_for_a_user(fake_server, agent_env, throwaway_user
     fragment = os.path.join(throwaway_user.pw_dir, ".ssh/authorized_keys.d/cl-metadata")
     with open(fragment) as f:
         assert f.read() == f"{ALICE}\n{DEPLOY}\n"
+
+
+def test_fake_tokens_hold_across_server_processes(fake_server):
+    # behind QEMU's guestfwd each connection meets a new server process
+    import urllib.request
+    first, second = fake_server("aws"), fake_server("aws")
+    put = urllib.request.Request(first.url + "/latest/api/token", method="PUT",
+                                 headers={"X-aws-ec2-metadata-token-ttl-seconds": "300"})
+    token = urllib.request.urlopen(put, timeout=5).read().decode()
+
+    def get(token_value):
+        request = urllib.request.Request(second.url + "/2021-01-03/meta-data/instance-id",
+                                         headers={"X-aws-ec2-metadata-token": token_value})
+        try:
+            return urllib.request.urlopen(request, timeout=5).status
+        except urllib.error.HTTPError as err:
+            return err.code
+
+    assert get(token) == 200
+    assert get(token.split(".")[0] + ".forged") == 401

@@ -16,8 +16,9 @@ issued gets 401, also for items the instance does not have. Data are served unde
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets
-import threading
 from typing import Callable, Dict, List, Optional
 
 from ..instance import Instance, InstanceError
@@ -81,11 +82,19 @@ def identity_document(instance: Instance, extra: Dict[str, object]) -> dict:
 
 
 class Tokens:
-    """Tokens this server issued (any number stay valid: expiry is simulated with faults)."""
+    """IMDSv2 tokens that carry their own proof: ``<nonce>.<HMAC(key, nonce)>``.
 
-    def __init__(self) -> None:
-        self._issued = set()
-        self._lock = threading.Lock()
+    Behind QEMU's guestfwd every connection is answered by a new server process, so a token
+    must be checkable without remembering it: any process serving the same instance derives the
+    same key. Any number stay valid; expiry is simulated with faults.
+    """
+
+    def __init__(self, instance: Instance) -> None:
+        self._key = hashlib.sha256(b"cl-metadata fake IMDSv2 " +
+                                   instance.instance_id.encode()).digest()
+
+    def _proof(self, nonce: str) -> str:
+        return hmac.new(self._key, nonce.encode(), hashlib.sha256).hexdigest()
 
     def put(self, request: Request) -> Response:
         ttl = request.headers.get(TTL_HEADER)
@@ -93,14 +102,13 @@ class Tokens:
             return text("Forbidden", 403)
         if ttl is None or not ttl.strip().isdigit() or not 1 <= int(ttl) <= MAX_TTL:
             return text("Bad Request", 400)
-        token = secrets.token_urlsafe(40)
-        with self._lock:
-            self._issued.add(token)
+        nonce = secrets.token_urlsafe(24)
+        token = f"{nonce}.{self._proof(nonce)}"
         return Response(body=token.encode(), headers=((TTL_HEADER, ttl.strip()),))
 
     def valid(self, token: Optional[str]) -> bool:
-        with self._lock:
-            return token in self._issued
+        nonce, _, proof = (token or "").partition(".")
+        return bool(nonce) and hmac.compare_digest(proof, self._proof(nonce))
 
 
 def guarded(tokens: Tokens, allow_v1: bool, answer: Response) -> Callable[[Request], Response]:
@@ -116,7 +124,7 @@ def routes(instance: Instance) -> List[Route]:
     extra = extras(instance)
     has_token_endpoint = extra.get("token-endpoint", True)
     allow_v1 = extra.get("imdsv1", False) or not has_token_endpoint
-    tokens = Tokens()
+    tokens = Tokens(instance)
     answers: Dict[str, Response] = {}
     for path, value in meta_data(instance, extra).items():
         answers[f"meta-data/{path}"] = text(value) if value is not None else text("Not Found", 404)
