@@ -8,8 +8,9 @@ and writers in ``cl_metadata`` do those things once, for every platform.
 from __future__ import annotations
 
 import threading
-from typing import ClassVar, Dict, FrozenSet, List, Optional, Tuple
+from typing import ClassVar, Dict, FrozenSet, List, Mapping, Optional, Tuple
 
+from cl_metadata import formats
 from cl_metadata.context import Context
 from cl_metadata.model import NetworkInterface, VirtualNetDev
 
@@ -82,3 +83,32 @@ class Provider:
             if key not in self._once_values:
                 self._once_values[key] = load()
             return self._once_values[key]
+
+
+class TextTreeProvider(Provider):
+    """A platform whose metadata is plain-text items under one base URL (EC2-style): the
+    subclass is data — ``base``, ``attribute_paths`` (name → path), ``hostname_path``,
+    ``keys_path`` (authorized_keys lines) and the platform's 404 and empty-value rules."""
+
+    source = "http"
+    base: ClassVar[str] = ""
+    attribute_paths: ClassVar[Mapping[str, str]] = {}
+    hostname_path: ClassVar[Optional[str]] = None
+    keys_path: ClassVar[Optional[str]] = None
+    optional: ClassVar[bool] = True  # a 404 means "not set" (False: a 404 is an error)
+    empty_is_absent: ClassVar[bool] = False  # an empty item means "not set"
+
+    def attributes(self) -> Dict[str, str]:
+        return formats.text_attributes(self.context.http, self.base, self.attribute_paths,
+                                       optional=self.optional,
+                                       empty_is_absent=self.empty_is_absent)
+
+    def hostname(self) -> Optional[str]:
+        return self._item(self.hostname_path) or None if self.hostname_path else None
+
+    def ssh_keys(self) -> List[str]:
+        return formats.key_lines(self._item(self.keys_path)) if self.keys_path else []
+
+    def _item(self, path: str) -> Optional[str]:
+        return formats.text_items(self.context.http, self.base, [path], optional=self.optional,
+                                  empty_is_absent=self.empty_is_absent)[path]

@@ -9,10 +9,7 @@ included) fails the run. An empty value is written as ``NAME=``. The hostname is
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional
-
-from cl_metadata import formats
-from cl_metadata.providers.base import ATTRIBUTES, HOSTNAME, SSH_KEYS, Provider
+from cl_metadata.providers.base import ATTRIBUTES, HOSTNAME, SSH_KEYS, TextTreeProvider
 
 META_DATA = "http://169.254.169.254/1.0/meta-data/"
 
@@ -31,20 +28,12 @@ HOSTNAME_PATH = "local-hostname"
 KEYS_PATH = "public-keys"
 
 
-class ExoscaleProvider(Provider):
+class ExoscaleProvider(TextTreeProvider):
     id = "exoscale"
     description = "Exoscale metadata service"
-    source = "http"
     features = frozenset({ATTRIBUTES, SSH_KEYS, HOSTNAME})
-
-    def attributes(self) -> Dict[str, str]:
-        return formats.text_attributes(self.context.http, META_DATA, ATTRIBUTE_PATHS,
-                                       optional=False)
-
-    def hostname(self) -> Optional[str]:
-        url = META_DATA + HOSTNAME_PATH
-        return formats.text(self.context.http.get(url), "GET " + url) or None
-
-    def ssh_keys(self) -> List[str]:
-        url = META_DATA + KEYS_PATH
-        return formats.key_lines(formats.text(self.context.http.get(url), "GET " + url))
+    base = META_DATA
+    attribute_paths = ATTRIBUTE_PATHS
+    hostname_path = HOSTNAME_PATH
+    keys_path = KEYS_PATH
+    optional = False

@@ -15,10 +15,7 @@ SSH keys: ``public_keys``, one key per line (the writer drops lines that are not
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional
-
-from cl_metadata import formats
-from cl_metadata.providers.base import ATTRIBUTES, HOSTNAME, SSH_KEYS, Provider
+from cl_metadata.providers.base import ATTRIBUTES, HOSTNAME, SSH_KEYS, TextTreeProvider
 
 BASE = "http://169.254.169.254/metadata/v1/"
 ATTRIBUTE_PATHS = {
@@ -28,21 +25,12 @@ ATTRIBUTE_PATHS = {
 }
 
 
-class UpCloudProvider(Provider):
+class UpCloudProvider(TextTreeProvider):
     id = "upcloud"
     description = "UpCloud metadata service"
-    source = "http"
     features = frozenset({ATTRIBUTES, SSH_KEYS, HOSTNAME})
-
-    def attributes(self) -> Dict[str, str]:
-        return formats.text_attributes(self.context.http, BASE, ATTRIBUTE_PATHS,
-                                       empty_is_absent=True)
-
-    def hostname(self) -> Optional[str]:
-        return self._item("hostname")
-
-    def ssh_keys(self) -> List[str]:
-        return formats.key_lines(self._item("public_keys"))
-
-    def _item(self, path: str) -> Optional[str]:
-        return formats.text_items(self.context.http, BASE, [path], empty_is_absent=True)[path]
+    base = BASE
+    attribute_paths = ATTRIBUTE_PATHS
+    hostname_path = "hostname"
+    keys_path = "public_keys"
+    empty_is_absent = True

@@ -14,10 +14,7 @@ SSH keys: ``public-keys``, one key per line (the writer drops lines that are not
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional
-
-from cl_metadata import formats
-from cl_metadata.providers.base import ATTRIBUTES, HOSTNAME, SSH_KEYS, Provider
+from cl_metadata.providers.base import ATTRIBUTES, HOSTNAME, SSH_KEYS, TextTreeProvider
 
 BASE = "http://169.254.169.254/v1/"
 ATTRIBUTE_PATHS = {
@@ -27,21 +24,12 @@ ATTRIBUTE_PATHS = {
 }
 
 
-class VultrProvider(Provider):
+class VultrProvider(TextTreeProvider):
     id = "vultr"
     description = "Vultr metadata service"
-    source = "http"
     features = frozenset({ATTRIBUTES, SSH_KEYS, HOSTNAME})
-
-    def attributes(self) -> Dict[str, str]:
-        return formats.text_attributes(self.context.http, BASE, ATTRIBUTE_PATHS,
-                                       empty_is_absent=True)
-
-    def hostname(self) -> Optional[str]:
-        return self._item("hostname")
-
-    def ssh_keys(self) -> List[str]:
-        return formats.key_lines(self._item("public-keys"))
-
-    def _item(self, path: str) -> Optional[str]:
-        return formats.text_items(self.context.http, BASE, [path], empty_is_absent=True)[path]
+    base = BASE
+    attribute_paths = ATTRIBUTE_PATHS
+    hostname_path = "hostname"
+    keys_path = "public-keys"
+    empty_is_absent = True
