@@ -140,27 +140,13 @@ def host_codename() -> str:
 
 
 def debian_archive_url(suite: str) -> Optional[str]:
-    """The archive URI the host's apt uses for ``suite`` (deb822 .sources or sources.list)."""
-    sources = sorted(Path("/etc/apt/sources.list.d").glob("*.sources"))
-    for path in sources:
-        for stanza in re.split(r"\n\s*\n", path.read_text()):
-            fields: Dict[str, str] = {}
-            for line in stanza.splitlines():
-                if ":" in line and not line.lstrip().startswith("#"):
-                    key, _, value = line.partition(":")
-                    fields[key.strip().lower()] = value.strip()
-            if ("deb" in fields.get("types", "").split() and fields.get("enabled", "yes") != "no"
-                    and suite in fields.get("suites", "").split() and fields.get("uris")):
-                return fields["uris"].split()[0]
-    lists = [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*.list"))]
-    for path in lists:
-        if not path.exists():
-            continue
-        for line in path.read_text().splitlines():
-            words = re.sub(r"\[[^]]*\]", "", line.split("#", 1)[0]).split()
-            if len(words) >= 3 and words[0] == "deb" and words[2] == suite:
-                return words[1]
-    return None
+    """The archive URI the host's apt uses for ``suite`` (one reader, shared with tests/e2e)."""
+    from e2e.e2e_host import archive_url
+
+    try:
+        return archive_url(suite)
+    except RuntimeError:
+        return None
 
 
 def cache_dir() -> Path:
