@@ -29,11 +29,16 @@ AGENT_DEADLINE = 60  # the agent's default overall deadline, seconds
 
 # Platforms whose provider writes SSH keys (providers.md §1 gating table, plus kubevirt which
 # upstream forgot), per kernel command line key the agent reads.
+def _key_platforms():
+    """Every provider id that has SSH keys, from the registry: the unit's list cannot drift from
+    the code (upstream forgot kubevirt)."""
+    from cl_metadata import registry
+    from cl_metadata.providers.base import SSH_KEYS
+    return {pid for pid in registry.BUILTIN if SSH_KEYS in registry.get(pid).provider.features}
+
+
 SSH_KEY_CONDITIONS = {
-    "ignition.platform.id": {
-        "akamai", "aliyun", "aws", "azure", "azurestack", "digitalocean", "exoscale", "gcp",
-        "hetzner", "ibmcloud", "kubevirt", "openstack", "oraclecloud", "packet", "powervs",
-        "proxmoxve", "scaleway", "upcloud", "vultr"},
+    "ignition.platform.id": _key_platforms(),
     "flatcar.oem.id": {
         "akamai", "azure", "brightbox", "cloudstack", "digitalocean", "ec2", "exoscale", "gce",
         "hetzner", "kubevirt", "openstack", "packet", "proxmoxve", "scaleway", "vultr"},
@@ -228,6 +233,11 @@ def test_ssh_keys_template():
         key, _, platform = condition[1:].partition("=")
         found.setdefault(key, set()).add(platform)
     assert found == SSH_KEY_CONDITIONS
+    # every legacy OEM id listed stands for a provider that has keys (directly or by alias)
+    from cl_metadata import registry
+    for key in ("flatcar.oem.id", "coreos.oem.id"):
+        assert {registry.resolve_id(oem) for oem in found[key]} <= SSH_KEY_CONDITIONS[
+            "ignition.platform.id"], key
     assert len(conditions) == sum(len(ids) for ids in SSH_KEY_CONDITIONS.values())  # no repeats
 
 

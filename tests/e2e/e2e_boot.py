@@ -91,7 +91,12 @@ def qemu_command(spec: dict) -> List[str]:
         "-netdev", netdev(spec), "-device", "virtio-net-pci,netdev=n0,romfile=",
     ]
     drive = spec.get("drive")
-    if drive and drive["format"] == "iso":
+    if drive and drive["format"] == "fw_cfg":
+        # one firmware config entry (read-only to the guest); the file path must hold no comma
+        if "," in drive["path"] or "," in drive["name"]:
+            raise Unsafe("the fw_cfg entry name or file contains a comma (QEMU would split it)")
+        command += ["-fw_cfg", f"name={drive['name']},file={drive['path']}"]
+    elif drive and drive["format"] == "iso":
         command += ["-drive", f"if=none,id=cd,file={drive['path']},format=raw,media=cdrom,readonly=on",
                     "-device", "ide-cd,drive=cd"]
     elif drive:

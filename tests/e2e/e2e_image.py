@@ -41,6 +41,7 @@ KEEP_MODULES = [
     "virtio_console", "ext4", "crc32c_generic", "vfat", "nls_utf8", "nls_cp437", "nls_ascii",
     "nls_iso8859-1", "isofs", "sr_mod", "cdrom", "ahci", "ata_piix", "ata_generic", "sd_mod",
     "loop", "autofs4", "af_packet",
+    "qemu_fw_cfg",  # /sys/firmware/qemu_fw_cfg: the qemu provider's -fw_cfg entry
 ]
 # Base layer: what the debootstrap and initramfs steps need.
 BASE_FILES: Dict[str, str] = {

@@ -26,7 +26,9 @@ import yaml
 from e2e_host import E2E, choose_accel, jobs as default_jobs, run, tool, why_qemu_cannot_run, work_dir
 from e2e_image import Image, build_image, guest_files_from_dir, in_use
 from e2e_results import BootResult, Checks
-from e2e_scenarios import SCENARIOS, Scenario, by_name, guest_files, instance
+from e2e_expect import host_expectation
+from e2e_scenarios import (EXPECTATION, FW_CFG_NAME, SCENARIOS, Scenario, by_name, guest_files,
+                           instance)
 
 RESULTS_DISK_BYTES = 32 * 1024 * 1024
 KEEP_RUNS = 10
@@ -126,8 +128,10 @@ def prepare(scenario: Scenario, image: Image, run_root: Path, keys: Dict[str, st
 
     run_dir = run_root / scenario.name
     run_dir.mkdir()
-    description = run_dir / "instance.yaml"
-    description.write_text(yaml.safe_dump(instance(keys["public"]), sort_keys=False))
+    description: Optional[Path] = None  # None: the fake server's bundled sample instance
+    if not scenario.sample_instance:
+        description = run_dir / "instance.yaml"
+        description.write_text(yaml.safe_dump(instance(keys["public"]), sort_keys=False))
     with open(run_dir / "results.img", "wb") as disk:
         disk.truncate(RESULTS_DISK_BYTES)
     (run_dir / "requests.jsonl").touch()
@@ -140,15 +144,29 @@ def prepare(scenario: Scenario, image: Image, run_root: Path, keys: Dict[str, st
     if scenario.platform is not None:
         spec["fake_server"] = [
             sys.executable, "-I", "-W", "ignore", "-m", "cl_metadata.fakeserver", "--stdio",
-            "--platform", scenario.platform, "--instance", str(description),
+            "--platform", scenario.platform,
+            *(["--instance", str(description)] if description else []),
             "--log", str(run_dir / "requests.jsonl"), "--state", str(run_dir / "fault-state.json"),
             *[arg for fault in scenario.faults for arg in ("--fault", fault)]]
     if scenario.drive is not None:
-        renderer = renderer_for("openstack")
-        path = run_dir / ("config-drive.iso" if scenario.drive == "iso" else "config-drive.img")
-        write_drive(renderer.drive_files(load_instance(description)), path, scenario.drive,
-                    renderer.DRIVE_LABEL)
-        spec["drive"] = {"format": scenario.drive, "path": str(path)}
+        renderer = renderer_for(scenario.platform or "openstack")
+        files = renderer.drive_files(load_instance(str(description) if description else None))
+        if scenario.drive == "fw_cfg":  # the directory layout: NAME/raw is the entry's bytes
+            path = run_dir / "fw-cfg"
+            write_drive(files, path, "dir", renderer.DRIVE_LABEL)
+            spec["drive"] = {"format": "fw_cfg", "name": FW_CFG_NAME,
+                             "path": str(path / FW_CFG_NAME / "raw")}
+        else:
+            path = run_dir / ("config-drive.iso" if scenario.drive == "iso" else "config-drive.img")
+            write_drive(files, path, scenario.drive, renderer.DRIVE_LABEL)
+            spec["drive"] = {"format": scenario.drive, "path": str(path)}
+        if scenario.host_expectation:
+            # the same files as a directory, read by the agent on this host: what the guest
+            # must end up with
+            host_drive = run_dir / "host-drive"
+            write_drive(files, host_drive, "dir", renderer.DRIVE_LABEL)
+            (run_dir / EXPECTATION).write_text(json.dumps(
+                host_expectation(scenario.provider, host_drive), indent=1) + "\n")
     if scenario.login:
         spec["login"] = {"key": keys["private"], "user": "core"}
     spec_path = run_dir / "spec.json"

@@ -8,6 +8,7 @@ command line says clmtest.scenario=NAME; the image itself stays one for every sc
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional
@@ -80,13 +81,17 @@ CONSUMER_LINK = "multi-user.target.wants clmtest-consumer.service\n"
 @dataclass
 class Scenario:
     name: str
-    issue: str  # the scenario number(s) in issue 5
+    issue: str  # the scenario number(s) in issue 5, or "issue N" for a later issue
     title: str
     cmdline: List[str]  # the platform's kernel command line keys
     check: Callable[[BootResult, Checks, "Scenario"], None]
     platform: Optional[str] = None  # the fake server's platform; None: nothing answers
     faults: List[str] = field(default_factory=list)
-    drive: Optional[str] = None  # config drive: "iso" (IDE CD-ROM) or "vfat" (virtio disk)
+    # config drive: "iso" (IDE CD-ROM), "vfat" (virtio disk) or "fw_cfg" (a -fw_cfg entry),
+    # rendered by the platform's renderer
+    drive: Optional[str] = None
+    sample_instance: bool = False  # the fake server's bundled sample instead of instance()
+    host_expectation: bool = False  # run the provider on the drive on the host (EXPECTATION)
     login: bool = False  # keep the guest up until the host has logged in over ssh
     guest: Dict[str, str] = field(default_factory=dict)  # scenario dir files: units/…, links, setup
     provider: str = "openstack"  # the provider id the image must list
@@ -393,6 +398,144 @@ def check_malformed(boot: BootResult, ck: Checks, scenario: Scenario) -> None:
     check_multi_user(boot, ck, failed=(AGENT,))
 
 
+# --- issue 6: drive platforms, the fake server's sample instance -----------------------------
+# Expected values come from the host: the runner writes the same drive as a directory and runs
+# the agent on it (e2e_expect.py) into EXPECTATION; the guest must match that. The values the
+# issue names are checked against the host's result too, so a renderer change cannot make both
+# sides agree on something empty.
+
+EXPECTATION = "host-expected.json"
+FW_CFG_NAME = "opt/org.cl-metadata/meta-data"
+SAMPLE_NAMES = {
+    "nocloud": {"COREOS_NOCLOUD_HOSTNAME": "demo-1",
+                "COREOS_NOCLOUD_INSTANCE_ID": "i-0a1b2c3d4e5f60718",
+                "COREOS_NOCLOUD_IPV4": "10.0.1.15", "COREOS_NOCLOUD_IPV6": "2001:db8:1:2::15"},
+    "ibmcloud-classic": {
+        "COREOS_IBMCLOUD_CLASSIC_INSTANCE_ID": "5d3f8c2a-9b14-4e6f-a0c7-2e81b4d9f063",
+        "COREOS_IBMCLOUD_CLASSIC_LOCAL_HOSTNAME": "demo-1"},
+    "qemu": {"COREOS_QEMU_HOSTNAME": "demo-1.example.internal",
+             "COREOS_QEMU_INSTANCE_ID": "i-0a1b2c3d4e5f60718",
+             "COREOS_QEMU_IPV4_LOCAL": "10.0.1.15", "COREOS_QEMU_IPV4_PUBLIC": "203.0.113.25",
+             "COREOS_QEMU_IPV6": "2001:db8:1:2::15"},
+}
+NETWORK_UNITS_DIR = "/run/clmtest/units"
+
+
+def sample_keys() -> List[str]:
+    """The sample instance's keys in their order (alice, then deploy)."""
+    from cl_metadata.fakeserver.instance import SAMPLE_PATH
+    import yaml
+
+    return [entry["key"] for entry in yaml.safe_load(SAMPLE_PATH.read_text())["ssh-keys"]]
+
+
+def host_expected(boot: BootResult, ck: Checks, scenario: Scenario) -> Optional[dict]:
+    path = boot.run_dir / EXPECTATION
+    if not ck.check("the host ran the provider on the same drive", path.exists(), str(path)):
+        return None
+    expected = json.loads(path.read_text())
+    ok = ck.equal("host run: exit status", expected["rc"], 0)
+    ok = ck.equal("host run: the issue's attributes", expected["attributes"],
+                  env_file(SAMPLE_NAMES[scenario.provider])) and ok
+    return expected if ok else None
+
+
+def check_guest_attributes(boot: BootResult, ck: Checks, text: str) -> None:
+    item = boot.file("/run/metadata/coreos") or {}
+    ck.equal("/run/metadata/coreos = the host's result", item.get("content"), text)
+    ck.equal("/run/metadata/coreos type, mode, owner",
+             (item.get("type"), item.get("mode"), item.get("uid")), ("file", 0o644, 0))
+
+
+def check_drive_read(boot: BootResult, ck: Checks, fs_type: str, label: str) -> None:
+    mounted = [m for m in boot.messages(AGENT) if m.startswith("config drive: mounted ")]
+    ck.check(f"the agent read the {fs_type} drive labelled {label}",
+             any(m.startswith("config drive: mounted /dev/vd")
+                 and f"({fs_type}, label {label})" in m for m in mounted), repr(mounted))
+    no_drive_left_mounted(boot, ck)
+
+
+CONSUMED = {"nocloud": ["COREOS_NOCLOUD_HOSTNAME", "COREOS_NOCLOUD_IPV4"],
+            "ibmcloud-classic": ["COREOS_IBMCLOUD_CLASSIC_LOCAL_HOSTNAME",
+                                 "COREOS_IBMCLOUD_CLASSIC_INSTANCE_ID"],
+            "qemu": ["COREOS_QEMU_HOSTNAME", "COREOS_QEMU_IPV4_PUBLIC"]}
+
+
+def drive_consumer(provider: str) -> Dict[str, str]:
+    """cl-metadata.service is pulled in by what needs it (not enabled): a consumer does that."""
+    return {"units/clmtest-consumer.service": consumer_unit(
+                "cl-metadata.service", "/run/metadata/coreos", CONSUMED[provider]),
+            "links": CONSUMER_LINK}
+
+
+def check_drive_consumer(boot: BootResult, ck: Checks, scenario: Scenario) -> None:
+    names = SAMPLE_NAMES[scenario.provider]
+    check_consumer(boot, ck, " ".join(names[n] for n in CONSUMED[scenario.provider]))
+
+
+def check_nocloud(boot: BootResult, ck: Checks, scenario: Scenario) -> None:
+    check_unit_succeeded(boot, ck, AGENT)
+    check_drive_consumer(boot, ck, scenario)
+    expected = host_expected(boot, ck, scenario)
+    if expected is not None:
+        check_guest_attributes(boot, ck, expected["attributes"])
+        ck.equal("host run: core's keys are the sample's (alice, deploy)", expected["ssh_keys"],
+                 sample_keys())
+        check_keys(boot, ck, "core", expected["ssh_keys"])
+    check_drive_read(boot, ck, "vfat", "cidata")
+    no_http(boot, ck)
+    check_multi_user(boot, ck)
+
+
+def check_ibmcloud_classic(boot: BootResult, ck: Checks, scenario: Scenario) -> None:
+    check_unit_succeeded(boot, ck, AGENT)
+    check_drive_consumer(boot, ck, scenario)
+    expected = host_expected(boot, ck, scenario)
+    if expected is not None:
+        check_guest_attributes(boot, ck, expected["attributes"])
+        ck.check("host run: the provider rendered network units", expected["units"],
+                 repr(expected["units"]))
+        found = {path.rsplit("/", 1)[1]: item.get("content")
+                 for path, item in boot.files_under(NETWORK_UNITS_DIR).items()
+                 if path != NETWORK_UNITS_DIR}
+        ck.equal(f"{NETWORK_UNITS_DIR} (--network-units drop-in) = the host's units", found,
+                 expected["units"])
+    ck.equal("core has no key fragment", boot.file(FRAGMENT.format(user="core")), None)
+    # the platform has no keys, so the keys unit's conditions (generated from the registry's
+    # key-capable ids) do not even start it
+    ck.equal("cl-metadata-sshkeys@core.service was not started (no keys on this platform)",
+             boot.unit(CORE_KEYS).get("ConditionResult"), "no")
+    check_drive_read(boot, ck, "vfat", "config-2")
+    no_http(boot, ck)
+    check_multi_user(boot, ck)
+
+
+def check_qemu_fw_cfg(boot: BootResult, ck: Checks, scenario: Scenario) -> None:
+    check_unit_succeeded(boot, ck, AGENT)
+    check_drive_consumer(boot, ck, scenario)
+    expected = host_expected(boot, ck, scenario)
+    if expected is not None:
+        check_guest_attributes(boot, ck, expected["attributes"])
+        ck.equal("host run: core's keys are the sample's (alice, deploy)", expected["ssh_keys"],
+                 sample_keys())
+        check_keys(boot, ck, "core", expected["ssh_keys"])
+    ck.equal("the agent found the firmware config entry (no 'nothing to do' warning)",
+             [m for m in boot.messages() if "no firmware config entry" in m], [])
+    no_http(boot, ck)
+    check_multi_user(boot, ck)
+
+
+NETWORK_UNITS_DROP_IN = f"""\
+# An image that lets the platform configure the network adds the output (here a directory
+# networkd does not read: the test compares the files).
+[Service]
+ReadWritePaths={NETWORK_UNITS_DIR}
+ExecStart=
+ExecStart=/usr/bin/cl-metadata ${{CL_METADATA_OPT_PROVIDER}} $COREOS_METADATA_OPT_PROVIDER --attributes=/run/metadata/coreos --network-units={NETWORK_UNITS_DIR}
+"""
+NETWORK_UNITS_SETUP = f"install -d -m 0755 {NETWORK_UNITS_DIR}\n"  # ReadWritePaths= needs it
+
+
 # --- the list ---------------------------------------------------------------------------------
 
 HOSTNAME_DROP_IN = """\
@@ -467,6 +610,21 @@ SCENARIOS: List[Scenario] = [
              ["ignition.platform.id=openstack"], check_malformed, platform="openstack",
              faults=[f"{MALFORMED_PATH}=malformed:{MALFORMED_BODY}"],
              guest={"units/clmtest-consumer.service": OPENSTACK_CONSUMER, "links": CONSUMER_LINK}),
+    Scenario("nocloud-vfat", "issue 6", "NoCloud cidata drive, vfat",
+             ["ignition.platform.id=nocloud"],
+             check_nocloud, platform="nocloud", provider="nocloud", drive="vfat",
+             sample_instance=True, host_expectation=True, guest=drive_consumer("nocloud")),
+    Scenario("ibmcloud-classic-vfat", "issue 6",
+             "IBM Cloud Classic config-2 drive, vfat; network units",
+             ["ignition.platform.id=ibmcloud-classic"], check_ibmcloud_classic,
+             platform="ibmcloud-classic", provider="ibmcloud-classic", drive="vfat",
+             sample_instance=True, host_expectation=True,
+             guest={**drive_consumer("ibmcloud-classic"),
+                    "units/cl-metadata.service.d/50-network-units.conf": NETWORK_UNITS_DROP_IN,
+                    "setup": NETWORK_UNITS_SETUP}),
+    Scenario("qemu-fw-cfg", "issue 6", "QEMU -fw_cfg entry", ["ignition.platform.id=qemu"],
+             check_qemu_fw_cfg, platform="qemu", provider="qemu", drive="fw_cfg",
+             sample_instance=True, host_expectation=True, guest=drive_consumer("qemu")),
 ]
 
 

@@ -69,6 +69,15 @@ def test_config_drive_is_read_only(tmp_path, drive, device):
     assert option(command, "-device")[-1] == device
 
 
+def test_fw_cfg_entry_is_one_option_and_a_comma_is_refused(tmp_path):
+    drive = {"format": "fw_cfg", "name": "opt/org.cl-metadata/meta-data", "path": "/d/raw"}
+    command = qemu_command(spec(tmp_path, drive=drive))
+    assert option(command, "-fw_cfg") == ["name=opt/org.cl-metadata/meta-data,file=/d/raw"]
+    assert len(option(command, "-drive")) == 2  # root and results only: no extra disk
+    with pytest.raises(Unsafe, match="comma"):
+        qemu_command(spec(tmp_path, drive=dict(drive, path="/d,x/raw")))
+
+
 def test_driver_refuses_the_hosts_network_namespace():
     mine = os.readlink("/proc/self/ns/net")
     with pytest.raises(Unsafe, match="host's network namespace"):
@@ -180,8 +189,8 @@ def test_archive_url_from_deb822_or_one_line_sources(tmp_path):
 
 def test_scenarios_are_named_uniquely_and_say_so_on_the_kernel_command_line():
     names = [s.name for s in SCENARIOS]
-    assert len(set(names)) == len(names) == 9
-    assert sorted({s.issue for s in SCENARIOS}) == [str(n) for n in range(1, 9)]
+    assert len(set(names)) == len(names) == 12
+    assert sorted({s.issue for s in SCENARIOS}) == [str(n) for n in range(1, 9)] + ["issue 6"]
     for scenario in SCENARIOS:
         words = scenario.kernel_cmdline().split()
         assert f"clmtest.scenario={scenario.name}" in words
