@@ -1,9 +1,14 @@
 """The one HTTP client every provider uses: bounded in time, size and place.
 
-Policy (hardening.md §8): a single ``requests`` session that ignores proxies, ``.netrc`` and
-cookies; retries with full-jitter backoff on connection errors, timeouts, 5xx and 429 until the
-run's deadline; a byte cap on decoded bodies; redirects only within the origin; and log lines
-that never carry a body or a secret header value.
+Policy: a single ``requests`` session that ignores proxies, ``.netrc`` and cookies; retries
+with full-jitter backoff on connection errors, timeouts, 5xx and 429 until the run's deadline
+(the last attempt starts just before it, its timeouts clamped to the time left); a byte cap on
+decoded bodies; redirects only within the origin; and log lines that never carry a body or a
+secret header value.
+
+Errors and log lines name the platform's URL (the one the provider asked for) even when the
+``CL_METADATA_ENDPOINT`` override sends the packets elsewhere; the override itself is logged
+once per platform origin, at debug level.
 """
 
 from __future__ import annotations
@@ -45,6 +50,9 @@ RETRY_AFTER_STATUSES = frozenset({429, 503})
 _CHUNK = 16 * 1024
 _DRAIN_LIMIT = 4096  # error bodies up to this size are read (unlogged) so the connection is reused
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+# A backoff that would run past the deadline is cut so that one last attempt starts this long
+# before the end: time for a link-local round trip and the requests that follow a success.
+FINAL_ATTEMPT_LEAD = 0.25
 
 # Header names whose values are credentials or platform proofs: never logged.
 _SECRET_HEADER_PREFIXES = ("x-aws-ec2-metadata-token", "metadata-token")
@@ -317,7 +325,8 @@ class HttpClient:
                  connect_timeout: float = 2.0, read_timeout: float = 5.0,
                  max_body: int = 1 << 20, max_workers: int = 8,
                  backoff_initial: float = 0.5, backoff_max: float = 8.0,
-                 max_redirects: int = 2, sleep: Callable[[float], None] = time.sleep,
+                 max_redirects: int = 2, final_attempt_lead: float = FINAL_ATTEMPT_LEAD,
+                 sleep: Callable[[float], None] = time.sleep,
                  random: Callable[[], float] = _random.random):
         if max_workers < 1:
             raise ValueError("max_workers must be at least 1")
@@ -330,12 +339,15 @@ class HttpClient:
         self._backoff_initial = backoff_initial
         self._backoff_max = backoff_max
         self._max_redirects = max_redirects
+        self._final_attempt_lead = final_attempt_lead
         self._sleep = sleep
         self._random = random
         self._executor: Optional[ThreadPoolExecutor] = None
         self._executor_lock = threading.Lock()
         self._cache: Dict[tuple, Future] = {}
         self._cache_lock = threading.Lock()
+        self._overridden_origins: set = set()  # platform origins whose override was logged
+        self._override_lock = threading.Lock()
 
         session = requests.Session()
         session.trust_env = False  # no proxy variables, no ~/.netrc, no REQUESTS_CA_BUNDLE
@@ -348,14 +360,11 @@ class HttpClient:
         session.mount("https://", adapter)
         self._session = session
 
-        if self._endpoint:
-            log.info("using endpoint override %s from %s", self._endpoint, ENDPOINT_ENV)
-
     # --- public API -------------------------------------------------------------------------
 
     def get(self, url: str, *, headers: Optional[Mapping[str, str]] = None,
-            optional: bool = False,
-            expect_headers: Optional[Mapping[str, str]] = None) -> Optional[bytes]:
+            optional: bool = False, expect_headers: Optional[Mapping[str, str]] = None,
+            shown_as: Optional[str] = None) -> Optional[bytes]:
         """The body of a 200 answer; None for a 404 when ``optional``.
 
         A run reads one snapshot of the platform: the same GET asked twice (two outputs that
@@ -371,7 +380,7 @@ class HttpClient:
             return pending.result()
         try:
             resp = self.request("GET", url, headers=headers, optional=optional,
-                                expect_headers=expect_headers)
+                                expect_headers=expect_headers, shown_as=shown_as)
         except BaseException as err:
             pending.set_exception(err)
             raise
@@ -381,11 +390,16 @@ class HttpClient:
 
     def request(self, method: str, url: str, *, headers: Optional[Mapping[str, str]] = None,
                 data: Optional[bytes] = None, optional: bool = False,
-                expect_headers: Optional[Mapping[str, str]] = None) -> Optional[Response]:
-        """One request with retries; raises FetchError when it cannot succeed in time."""
+                expect_headers: Optional[Mapping[str, str]] = None,
+                shown_as: Optional[str] = None) -> Optional[Response]:
+        """One request with retries; raises FetchError when it cannot succeed in time.
+
+        ``url`` is the platform's; errors name it whatever origin the override sends it to.
+        ``shown_as`` replaces the URL in every log line and error, for a URL the platform
+        itself handed out (its path may carry instance ids and names: metadata values).
+        """
         method = method.upper()
-        url = self._rewrite(url)
-        source = f"{method} {url}"
+        source = f"{method} {shown_as or url}"
         attempt = 0
         last: Optional[_Transient] = None
         while True:
@@ -394,13 +408,16 @@ class HttpClient:
                     raise FetchError(self._deadline_cause(), source=source)
                 attempt += 1
                 return self._attempt(method, url, headers, data, optional, expect_headers,
-                                     source)
+                                     source, shown_as)
             except _Transient as failure:
                 last = failure
                 self._pause_before_retry(failure, attempt, source)
             except FetchError as err:
-                if last is None or err.cause != self._deadline_cause():
+                if err.cause != self._deadline_cause() or attempt == 0:
                     raise
+                if last is None:  # the first attempt got no (whole) answer in time
+                    raise FetchError(f"{err.cause} (attempt 1)", source=source,
+                                     status=err.status) from None
                 # say what kept failing, not only that time ran out
                 raise FetchError(f"{last.cause}, then the {err.cause} (attempt {attempt})",
                                  source=source, status=last.status) from None
@@ -440,13 +457,18 @@ class HttpClient:
     # --- one attempt ------------------------------------------------------------------------
 
     def _attempt(self, method, url, headers, data, optional, expect_headers,
-                 source) -> Optional[Response]:
-        """One try, following same-origin redirects. Raises _Transient or FetchError."""
-        current_method, current_url, current_data = method, url, data
+                 source, shown_as=None) -> Optional[Response]:
+        """One try of the platform's ``url``, following same-origin redirects.
+
+        Raises _Transient or FetchError.
+        """
+        current_method, current_url, current_data = method, self._rewrite(url), data
         current_headers = dict(headers or {})
         for hop in range(self._max_redirects + 1):
+            shown_url = (self._platform_form(current_url, url) if shown_as is None
+                         else shown_as if hop == 0 else f"{shown_as} (redirect {hop})")
             resp = self._send(current_method, current_url, current_headers, current_data,
-                              source)
+                              source, shown_url=shown_url)
             status = resp.status
             if status not in REDIRECT_STATUSES:
                 return self._interpret(resp, current_method, optional, expect_headers, source)
@@ -469,8 +491,12 @@ class HttpClient:
                                    if k.lower() not in ("content-type", "content-length")}
         raise AssertionError("unreachable")
 
-    def _send(self, method, url, headers, data, source) -> Response:
-        """One exchange under the deadline watchdog; the body is read only on success."""
+    def _send(self, method, url, headers, data, source, shown_url) -> Response:
+        """One exchange under the deadline watchdog; the body is read only on success.
+
+        Its connect and read timeouts never reach past the deadline. ``shown_url`` is ``url``
+        as the platform knows it: the one the log line names.
+        """
         started = time.monotonic()
         remaining = self._deadline.remaining()
         if remaining <= 0:  # e.g. between redirect hops
@@ -510,7 +536,7 @@ class HttpClient:
             watchdog.stop()
             _current.watchdog = None
             extra = f", request headers {redact_headers(headers)}" if headers else ""
-            log.debug("%s %s -> %s, %d bytes, %.3f s%s", method, url, outcome, len(body),
+            log.debug("%s %s -> %s, %d bytes, %.3f s%s", method, shown_url, outcome, len(body),
                       time.monotonic() - started, extra)
 
     def _failure(self, exc: BaseException, watchdog: _Watchdog,
@@ -576,34 +602,58 @@ class HttpClient:
     # --- retries ----------------------------------------------------------------------------
 
     def _pause_before_retry(self, failure: _Transient, attempt: int, source: str) -> None:
-        """Sleep before the next attempt, or raise FetchError when time is up."""
+        """Sleep before the next attempt, or raise FetchError once no attempt is left.
+
+        Transient failures are retried until the deadline. A backoff or ``Retry-After`` that
+        would run past it is cut short so that one last attempt starts ``final_attempt_lead``
+        seconds before the end (``_send`` clamps its timeouts to the time left); giving up
+        earlier would fail boots whose platform answers late but in time. When that last
+        attempt has failed too, the few tenths of a second left are waited out, so a run that
+        cannot reach its platform ends at its deadline rather than just before it.
+        """
         remaining = self._deadline.remaining()
         gave_up = f"{failure.cause} after {attempt} attempt{'s' if attempt > 1 else ''}"
-        if failure.retry_after is not None and failure.retry_after > remaining:
-            raise FetchError(f"{failure.cause} with Retry-After {failure.retry_after:g} s, "
-                             f"more than the {remaining:.1f} s left of the deadline",
-                             source=source, status=failure.status)
-        if remaining <= 0:
+        latest_start = remaining - self._final_attempt_lead  # of the last attempt, from now
+        if latest_start <= 0:
+            self._sleep(remaining)
             raise FetchError(gave_up, source=source, status=failure.status)
         if failure.retry_after:  # a zero or past Retry-After backs off: no hot loop
             delay = failure.retry_after
         else:
             ceiling = min(self._backoff_max, self._backoff_initial * 2 ** min(attempt - 1, 32))
             delay = self._random() * ceiling
-        if delay >= remaining:  # sleeping to the end of the deadline leaves no attempt
-            raise FetchError(gave_up, source=source, status=failure.status)
-        log.debug("%s: %s; retrying in %.2f s (attempt %d)", source, failure.cause, delay,
-                  attempt + 1)
+        last = delay >= latest_start
+        if last:
+            delay = latest_start
+        log.debug("%s: %s; retrying in %.2f s (attempt %d%s)", source, failure.cause, delay,
+                  attempt + 1, ", the last before the deadline" if last else "")
         self._sleep(delay)
 
     # --- small parts ------------------------------------------------------------------------
 
     def _rewrite(self, url: str) -> str:
+        """Where the platform's ``url`` is sent: the override's origin, path and query kept."""
         if not self._endpoint:
             return url
+        parts = urlsplit(url)
+        platform_origin = f"{parts.scheme}://{parts.netloc}"
+        key = _origin(url) or platform_origin  # http://h and http://h:80 are one origin
+        with self._override_lock:
+            first = key not in self._overridden_origins
+            self._overridden_origins.add(key)
+        if first:  # said once, so that every other line can name the platform's URL
+            log.debug("%s: sending %s requests to %s", ENDPOINT_ENV, platform_origin,
+                      self._endpoint)
         override = urlsplit(self._endpoint)
-        return urlunsplit(urlsplit(url)._replace(scheme=override.scheme,
-                                                 netloc=override.netloc))
+        return urlunsplit(parts._replace(scheme=override.scheme, netloc=override.netloc))
+
+    def _platform_form(self, sent_url: str, platform_url: str) -> str:
+        """``sent_url`` (a same-origin redirect hop included) with the platform's origin."""
+        if not self._endpoint:
+            return sent_url
+        platform = urlsplit(platform_url)
+        return urlunsplit(urlsplit(sent_url)._replace(scheme=platform.scheme,
+                                                      netloc=platform.netloc))
 
     def _deadline_cause(self) -> str:
         return f"deadline of {self._deadline.total:g} s exceeded"

@@ -15,7 +15,9 @@ round trip, and nothing is used before it passed.
 | goal state → SharedConfig | ``AZURE_IPV4_DYNAMIC``, ``AZURE_IPV4_VIRTUAL`` |
 | goal state → ``POST /machine/?comp=health`` | ``--check-in`` (every boot) |
 
-A key's ``path`` is not used: every key goes to the ``--ssh-keys`` users, as upstream.
+A key's ``path`` is not used: every key goes to the ``--ssh-keys`` users, as upstream. Under
+``CL_METADATA_ENDPOINT`` the WireServer is not looked for in DHCP leases: its URLs go to the
+override like every other (the goal state's URLs are still checked against ``168.63.129.16``).
 """
 
 from __future__ import annotations
@@ -47,8 +49,10 @@ class AzureProvider(Provider):
         goal = fabric.parse_goal_state(goal_body, "GET " + goal_url)
         config_url = fabric.fabric_url(goal.shared_config, self._address(), "SharedConfig",
                                        "GET " + goal_url)
+        config_shown = fabric.shown("SharedConfig")
         dynamic, virtual = fabric.parse_shared_config(
-            self.context.http.get(config_url, headers=fabric.HEADERS), "GET " + config_url)
+            self.context.http.get(config_url, headers=fabric.HEADERS, shown_as=config_shown),
+            "GET " + config_shown)
         attributes = {"AZURE_VMSIZE": formats.text(vm_size, "GET " + VM_SIZE)}
         if dynamic is not None:
             attributes["AZURE_IPV4_DYNAMIC"] = dynamic
@@ -74,7 +78,14 @@ class AzureProvider(Provider):
 
     # -- helpers -----------------------------------------------------------------------------
     def _address(self) -> str:
-        return self.once("wireserver", lambda: fabric.address(self.context.deadline))
+        return self.once("wireserver", self._find_wireserver)
+
+    def _find_wireserver(self) -> str:
+        if self.context.endpoint:
+            # The override sends every URL, the WireServer's too, to its own origin: a lease
+            # could change nothing, so none is looked up (or waited for).
+            return fabric.FALLBACK_ADDRESS
+        return fabric.address(self.context.deadline)
 
     def _wireserver(self) -> str:
         return "http://" + self._address()

@@ -132,6 +132,12 @@ def fabric_url(url: Optional[str], wireserver: str, what: str, source: str) -> s
     return url
 
 
+def shown(what: str) -> str:
+    """How logs and errors name the goal state's ``what`` URL: its path carries the container
+    id and the role instance name (the VM's name), values that never go into a message."""
+    return f"<the goal state's {what} URL>"
+
+
 def parse_shared_config(body: bytes, source: str) -> Tuple[Optional[str], Optional[str]]:
     """(``AZURE_IPV4_DYNAMIC``, ``AZURE_IPV4_VIRTUAL``) by the rules in the module docstring."""
     root = parse_xml(body, source)

@@ -58,8 +58,10 @@ class AzureStackProvider(AzureProvider):
         url = fabric.fabric_url(goal.certificates, self._address(), "Certificates",
                                 "GET " + goal_url)
         with certificates.Transport(self.context.deadline) as transport:
-            body = self.context.http.get(url, headers={**fabric.HEADERS, **transport.headers})
-            return transport.ssh_keys(body, "GET " + url)
+            shown = fabric.shown("Certificates")
+            body = self.context.http.get(url, headers={**fabric.HEADERS, **transport.headers},
+                                         shown_as=shown)
+            return transport.ssh_keys(body, "GET " + shown)
 
 
 def parse_identity(body: bytes, source: str) -> Optional[str]:

@@ -322,15 +322,17 @@ def test_default_random_jitter_stays_in_bounds(server, make_client, fake):
         assert 0.0 <= slept <= min(8.0, 0.5 * 2 ** k)
 
 
-def test_503_forever_gives_up_at_the_deadline(server, make_client, fake):
+def test_503_forever_is_retried_until_the_deadline(server, make_client, fake):
     server.route("/x", reply(503, b"busy"))
     with pytest.raises(FetchError) as err:
         make_client(5.0).get(server.url("/x"))
-    # sleeps 0.5 + 1 + 2 = 3.5; the next (4 s) would run past the 5 s deadline
-    assert fake.sleeps == [0.5, 1.0, 2.0]
-    assert len(server.seen) == 4
+    # sleeps 0.5 + 1 + 2 = 3.5; the next (4 s) would run past the 5 s deadline, so it is cut
+    # to start the last attempt 0.25 s before the end; what is left after it is waited out
+    assert fake.sleeps == [0.5, 1.0, 2.0, 1.25, 0.25]
+    assert fake.now == 5.0
+    assert len(server.seen) == 5
     assert err.value.status == 503
-    assert str(err.value) == f"GET {server.url('/x')}: HTTP 503 after 4 attempts"
+    assert str(err.value) == f"GET {server.url('/x')}: HTTP 503 after 5 attempts"
 
 
 def test_429_retry_after_seconds(server, make_client, fake):
@@ -349,14 +351,21 @@ def test_503_retry_after_http_date(server, make_client, fake):
     assert 27.0 <= fake.sleeps[0] <= 30.0  # whole-second date, computed on each side
 
 
-def test_retry_after_past_the_deadline_gives_up_at_once(server, make_client, fake):
+def test_retry_after_past_the_deadline_still_tries_once_more_before_it(server, make_client,
+                                                                         fake):
     server.route("/x", reply(503, headers={"Retry-After": "120"}))
     with pytest.raises(FetchError) as err:
         make_client(10.0).get(server.url("/x"))
-    assert fake.sleeps == []
-    assert len(server.seen) == 1
+    assert fake.sleeps == [9.75, 0.25]  # the last attempt at 9.75 s, the end at 10 s
+    assert len(server.seen) == 2
     assert err.value.status == 503
-    assert "Retry-After 120 s" in err.value.cause and "deadline" in err.value.cause
+    assert err.value.cause == "HTTP 503 after 2 attempts"
+
+
+def test_retry_after_past_the_deadline_then_success(server, make_client, fake):
+    server.route("/x", reply(503, headers={"Retry-After": "120"}), reply(200, b"ok"))
+    assert make_client(10.0).get(server.url("/x")) == b"ok"
+    assert fake.sleeps == [9.75]
 
 
 def test_zero_retry_after_falls_back_to_backoff(server, make_client, fake):
@@ -391,6 +400,66 @@ def test_exhausted_deadline_sends_nothing(server, make_client, fake):
     assert server.seen == []
 
 
+# --- the deadline: transient failures are retried until it, never given up before it -------
+
+
+def test_platform_answering_just_before_the_deadline_is_still_reached(server, make_client,
+                                                                       fake):
+    def down_until_9_6(h):  # 503 until 9.6 s into the 10 s deadline
+        reply(200, b"ok")(h) if fake.now >= 9.6 else reply(503)(h)
+
+    server.route("/x", down_until_9_6)
+    assert make_client(10.0).get(server.url("/x")) == b"ok"
+    # attempts at 0, 0.5, 1.5, 3.5, 7.5; the next backoff (8 s) would overrun the deadline,
+    # so it is cut to start one last attempt at 9.75 s instead of giving up at 7.5 s
+    assert fake.sleeps == [0.5, 1.0, 2.0, 4.0, 2.25]
+    assert len(server.seen) == 6
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_whatever_the_jitter_the_last_attempt_is_just_before_the_deadline(server, make_client,
+                                                                          fake, seed):
+    import random as stdlib_random
+    started = []
+
+    def down(h):
+        started.append(fake.now)
+        reply(502)(h)
+
+    server.route("/x", down)
+    with pytest.raises(FetchError):
+        make_client(20.0, random=stdlib_random.Random(seed).random).get(server.url("/x"))
+    assert started[-1] == pytest.approx(19.75)  # the last attempt, 0.25 s before the end
+    assert fake.now == pytest.approx(20.0)  # the run ended at the deadline, not before
+    gaps = [b - a for a, b in zip(started, started[1:])]
+    assert all(0 <= gap <= 8.0 for gap in gaps)
+
+
+def test_the_last_attempt_timeouts_are_clamped_to_the_time_left(server, make_client, fake):
+    server.route("/x", reply(503))
+    client = make_client(10.0)  # connect timeout 2 s, read timeout 5 s
+    timeouts = []
+    send = client._session.request
+
+    def recording(*args, **kwargs):
+        timeouts.append((fake.now, kwargs["timeout"]))
+        return send(*args, **kwargs)
+
+    client._session.request = recording
+    with pytest.raises(FetchError):
+        client.get(server.url("/x"))
+    assert timeouts == [(0.0, (2.0, 5.0)), (0.5, (2.0, 5.0)), (1.5, (2.0, 5.0)),
+                        (3.5, (2.0, 5.0)), (7.5, (2.0, 2.5)), (9.75, (0.25, 0.25))]
+
+
+def test_a_permanent_failure_still_ends_at_once(server, make_client, fake):
+    server.route("/x", reply(503), reply(403))
+    with pytest.raises(FetchError) as err:
+        make_client(10.0).get(server.url("/x"))
+    assert err.value.cause == "HTTP 403"
+    assert fake.sleeps == [0.5]  # no waiting out the deadline after a permanent failure
+
+
 # --- transport faults -----------------------------------------------------------------------
 
 
@@ -406,8 +475,9 @@ def test_connection_refused_is_retried_then_reported(make_client, fake):
     url = f"http://127.0.0.1:{closed_port()}/meta"
     with pytest.raises(FetchError) as err:
         make_client(3.0).get(url)
-    assert fake.sleeps == [0.5, 1.0]  # a 2 s sleep would reach the 3 s deadline
-    assert str(err.value) == f"GET {url}: connection refused after 3 attempts"
+    # a 2 s sleep would reach the 3 s deadline: cut to start the last attempt at 2.75 s
+    assert fake.sleeps == [0.5, 1.0, 1.25, 0.25]
+    assert str(err.value) == f"GET {url}: connection refused after 4 attempts"
     assert err.value.status is None
 
 
@@ -415,8 +485,8 @@ def test_connection_reset_mid_response(server, make_client, fake):
     server.route("/x", reset_mid_body)
     with pytest.raises(FetchError) as err:
         make_client(2.0).get(server.url("/x"))
-    assert err.value.cause == "connection reset after 3 attempts"
-    assert len(server.seen) == 3
+    assert err.value.cause == "connection reset after 4 attempts"
+    assert len(server.seen) == 4
 
 
 def test_reset_then_success(server, make_client):
@@ -429,8 +499,8 @@ def test_silent_server_times_out(server, make_client, fake):
     server.route("/x", hang)
     with pytest.raises(FetchError) as err:
         make_client(1.0, read_timeout=0.2).get(server.url("/x"))
-    assert err.value.cause == "timed out after 2 attempts"
-    assert fake.sleeps == [0.5]
+    assert err.value.cause == "timed out after 3 attempts"
+    assert fake.sleeps == [0.5, 0.25, 0.25]
 
 
 def test_slow_drip_body_is_cut_at_the_deadline(server, make_client):
@@ -439,7 +509,7 @@ def test_slow_drip_body_is_cut_at_the_deadline(server, make_client):
     outcome = call_with_bound(lambda: client.get(server.url("/x")))
     error = outcome.get("error")
     assert isinstance(error, FetchError), outcome
-    assert error.cause == "deadline of 1 s exceeded"
+    assert error.cause == "deadline of 1 s exceeded (attempt 1)"
     assert error.source == f"GET {server.url('/x')}"
 
 
@@ -449,7 +519,7 @@ def test_slow_drip_headers_are_cut_at_the_deadline(server, make_client):
     outcome = call_with_bound(lambda: client.get(server.url("/x")))
     error = outcome.get("error")
     assert isinstance(error, FetchError), outcome
-    assert error.cause == "deadline of 1 s exceeded"
+    assert error.cause == "deadline of 1 s exceeded (attempt 1)"
 
 
 # --- body cap -------------------------------------------------------------------------------
@@ -615,18 +685,69 @@ def test_expect_headers(server, make_client):
 # --- endpoint override ----------------------------------------------------------------------
 
 
-def test_endpoint_override_rewrites_origin_only(server, make_client, caplog):
+def test_endpoint_override_rewrites_origin_only(server, make_client):
     server.route("/latest/meta-data/x", reply(200, b"ok"))
-    with caplog.at_level(logging.INFO, logger="cl_metadata"):
-        client = make_client(endpoint=server.origin + "/")
+    client = make_client(endpoint=server.origin + "/")
     # 127.0.0.9:1 would refuse: only the override makes this succeed
     assert client.get("http://127.0.0.9:1/latest/meta-data/x?recursive=true&b=2") == b"ok"
     assert server.paths() == ["/latest/meta-data/x?recursive=true&b=2"]
-    with pytest.raises(FetchError) as err:
-        client.get("http://127.0.0.9:1/missing")
-    assert err.value.source == f"GET {server.origin}/missing"
-    infos = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
-    assert infos == [f"using endpoint override {server.origin} from CL_METADATA_ENDPOINT"]
+
+
+def test_under_the_override_messages_name_the_platform_url(server, make_client, caplog):
+    # "the platform" is 127.0.0.9:1, which refuses: only the override makes requests succeed
+    platform = "http://127.0.0.9:1"
+    server.route("/hop", reply(301, headers={"Location": "/x"}))
+    server.route("/x", reply(200, b"ok"))
+    server.route("/busy", reply(503))
+    with caplog.at_level(logging.DEBUG, logger="cl_metadata"):
+        client = make_client(2.0, endpoint=server.origin)
+        assert client.get(platform + "/hop") == b"ok"
+        errors = []
+        for path in ("/missing", "/busy"):
+            with pytest.raises(FetchError) as err:
+                client.get(platform + path)
+            errors.append(str(err.value))
+    assert server.paths()[:3] == ["/hop", "/x", "/missing"]
+    assert errors == [f"GET {platform}/missing: HTTP 404",
+                      f"GET {platform}/busy: HTTP 503 after 4 attempts"]
+    messages = [r.getMessage() for r in caplog.records if r.name == "cl_metadata"]
+    # the override is said once, at debug level; no other line names where packets went
+    assert [m for m in messages if server.origin in m] == [
+        f"CL_METADATA_ENDPOINT: sending {platform} requests to {server.origin}"]
+    assert all(r.levelno == logging.DEBUG for r in caplog.records if r.name == "cl_metadata")
+    assert any(m.startswith(f"GET {platform}/hop -> 301") for m in messages)
+    assert any(m.startswith(f"GET {platform}/x -> 200") for m in messages)  # the redirect hop
+
+
+def test_a_url_the_platform_handed_out_is_shown_as_its_label(server, make_client, caplog):
+    # Azure's goal state names URLs whose path carries the container id and the VM's name:
+    # neither may reach a log line or an error, whatever happens to the request.
+    secret = "/machine/c0ffee-container/vm-name-marker"
+    server.route(secret + "/ok", reply(301, headers={"Location": secret + "/next"}))
+    server.route(secret + "/next", reply(200, b"ok"))
+    server.route(secret + "/busy", reply(503))
+    with caplog.at_level(logging.DEBUG, logger="cl_metadata"):
+        client = make_client(1.0)
+        assert client.get(server.origin + secret + "/ok", shown_as="<SharedConfig>") == b"ok"
+        with pytest.raises(FetchError) as err:
+            client.get(server.origin + secret + "/busy", shown_as="<Certificates>")
+    assert str(err.value).startswith("GET <Certificates>: HTTP 503")
+    messages = [r.getMessage() for r in caplog.records if r.name == "cl_metadata"]
+    assert any(m.startswith("GET <SharedConfig> -> 301") for m in messages)
+    assert any(m.startswith("GET <SharedConfig> (redirect 1) -> 200") for m in messages)
+    assert not [m for m in messages if "c0ffee" in m or "marker" in m]
+
+
+def test_the_override_is_said_once_per_platform_origin(server, make_client, caplog):
+    server.route("/x", reply(200, b"ok"))
+    with caplog.at_level(logging.DEBUG, logger="cl_metadata"):
+        client = make_client(endpoint=server.origin)
+        for url in ("http://127.0.0.9/x", "http://127.0.0.9:80/x?a=1", "http://127.0.0.8/x",
+                    "http://127.0.0.9/x?b=2"):
+            assert client.get(url) == b"ok"
+    said = [r.getMessage() for r in caplog.records if "CL_METADATA_ENDPOINT" in r.getMessage()]
+    assert said == [f"CL_METADATA_ENDPOINT: sending http://127.0.0.9 requests to {server.origin}",
+                    f"CL_METADATA_ENDPOINT: sending http://127.0.0.8 requests to {server.origin}"]
 
 
 @pytest.mark.parametrize("endpoint", [

@@ -71,7 +71,7 @@ def test_persistent_failure_is_an_error(fake_server, kind, arg):
     server = server_with(fake_server, Fault(META + "vpc-id", kind, arg))
     with pytest.raises(FetchError) as info:
         provider(server, timeout=1.5).attributes()
-    assert info.value.source == f"GET {server.url}{META}vpc-id"
+    assert info.value.source == f"GET http://100.100.100.200{META}vpc-id"
 
 
 def test_hostname_matrix(fake_server):

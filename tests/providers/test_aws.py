@@ -247,7 +247,7 @@ def test_persistent_failure_fails_naming_the_url(fake_server, path, kind, arg):
     server = server_for(fake_server, faults=[Fault(path, kind, arg)])
     with pytest.raises(FetchError) as info:
         provider(server, timeout=1.5).attributes()
-    assert info.value.source == f"GET {server.url}{path}"
+    assert info.value.source == f"GET http://169.254.169.254{path}"
 
 
 def test_identity_document_of_the_wrong_shape(fake_server):

@@ -2,8 +2,10 @@
 SharedConfig rules, keys, the Ready report as the server saw it, and XML without DTDs."""
 
 import dataclasses
+import logging
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -111,7 +113,7 @@ def test_instance_address_that_is_not_ipv4_is_an_error(fake_server):
     server = fake_server("azure", instance=dataclasses.replace(azure(), local_ipv4=None))
     with pytest.raises(InvalidMetadata, match="not an IPv4 address") as info:
         provider(server).attributes()
-    assert info.value.source.startswith("GET http://168.63.129.16:80/machine/")
+    assert info.value.source == "GET <the goal state's SharedConfig URL>"  # ids in its path
 
 
 @pytest.mark.parametrize("part", ["attributes", "hostname", "ssh_keys", "check_in"])
@@ -287,18 +289,61 @@ def test_unusable_goal_state(fake_server, body, cause):
     assert not any(r["path"].startswith("/machine/" + CONTAINER) for r in server.requests)
 
 
-def test_wireserver_address_from_dhcp_option_245(fake_server, tmp_path, monkeypatch):
+def test_wireserver_address_from_dhcp_option_245(tmp_path, monkeypatch):
     leases = tmp_path / "root/run/systemd/netif/leases"
     leases.mkdir(parents=True)
     (leases / "2").write_text("ADDRESS=10.0.1.15\nSERVER_ADDRESS=10.0.1.1\nOPTION_245=0a0b0c0d\n")
     monkeypatch.setattr(dhcp, "ROOT", str(tmp_path / "root"))
-    server = fake_server("azure", instance=azure(wireserver="10.11.12.13"))
-    assert provider(server).attributes()["AZURE_IPV4_DYNAMIC"] == "10.0.1.15"
-    # the goal state names the fallback address while DHCP said otherwise: refused
-    server = fake_server("azure")
+    # no override, so nothing may be sent: only the address is asked for (a lease read)
+    assert AzureProvider(make_context())._wireserver() == "http://10.11.12.13"
+    # a goal state naming the fallback address while DHCP said otherwise: refused
     with pytest.raises(InvalidMetadata, match="not on the WireServer's address") as info:
-        provider(server).attributes()
+        fabric.fabric_url("http://168.63.129.16:80/machine/c/r?comp=config", "10.11.12.13",
+                          "SharedConfig", "GET http://10.11.12.13/machine/?comp=goalstate")
     assert info.value.source == "GET http://10.11.12.13/machine/?comp=goalstate"
+
+
+def waiting_lease_root(tmp_path):
+    """A DHCP client directory without a lease yet: a lookup here waits for one (5 s)."""
+    root = tmp_path / "waiting-root"
+    (root / "run/systemd/netif/leases").mkdir(parents=True)
+    return root
+
+
+def test_under_the_override_no_lease_is_looked_up(fake_server, tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(dhcp, "ROOT", str(waiting_lease_root(tmp_path)))
+    looked = []
+    monkeypatch.setattr(dhcp, "find", lambda *a, **k: looked.append(1))
+    server = fake_server("azure")
+    with caplog.at_level(logging.DEBUG, logger="cl_metadata"):
+        p = provider(server)
+        assert p.attributes()["AZURE_IPV4_DYNAMIC"] == "10.0.1.15"
+        p.check_in()
+    assert looked == []
+    # the WireServer's requests went to the override like IMDS's
+    assert ("GET", VERSIONS) in seen(server) and ("POST", HEALTH) in seen(server)
+    messages = [r.getMessage() for r in caplog.records]
+    assert not [m for m in messages if "lease" in m.lower() or "dhcp" in m.lower()]
+    assert not [r for r in caplog.records if r.levelno >= logging.INFO
+                and "168.63.129.16" in r.getMessage()]
+
+
+def test_under_the_override_the_real_process_does_not_wait_for_a_lease(fake_server, agent_env,
+                                                                       tmp_path):
+    server = fake_server("azure")
+    agent_env.update(CL_METADATA_ENDPOINT=server.url,
+                     TEST_DHCP_ROOT=str(waiting_lease_root(tmp_path)))
+    attributes = tmp_path / "attributes"
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-c", PRELUDE, "--provider", "azure",
+                             "--attributes", attributes], env=agent_env, capture_output=True,
+                            text=True, timeout=60)
+    elapsed = time.monotonic() - started
+    assert result.returncode == 0, result.stderr
+    assert "COREOS_AZURE_IPV4_DYNAMIC=10.0.1.15\n" in attributes.read_text()
+    # a lease lookup in that root would have waited 5 s; start-up and requests take < 1 s
+    assert elapsed < 2.5, elapsed
+    assert "168.63.129.16" not in result.stderr and "lease" not in result.stderr.lower()
 
 
 def test_transient_failures_are_retried(fake_server):

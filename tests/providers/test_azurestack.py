@@ -30,7 +30,7 @@ HEALTH = "/machine/?comp=health"
 IDENTITY = "/Microsoft.Compute/identity?api-version=2019-03-11"
 CERTIFICATES_PATH = f"/machine/{SAMPLE.uuid}/{SAMPLE.uuid.replace('-', '')}.demo-1"
 CERTIFICATES = CERTIFICATES_PATH + "?comp=config&type=certificates&incarnation=1"
-CERTIFICATES_SOURCE = "GET http://168.63.129.16:80" + CERTIFICATES
+CERTIFICATES_SOURCE = "GET <the goal state's Certificates URL>"  # its path holds the VM's ids
 PRELUDE = ("import os, sys, cl_metadata.dhcp as d; d.ROOT = os.environ['TEST_DHCP_ROOT']; "
            "from cl_metadata.cli import run; run()")
 

@@ -65,7 +65,7 @@ def test_404_is_an_error_everywhere(fake_server, part, path):
     with pytest.raises(FetchError) as info:
         getattr(provider(server), part)()
     assert info.value.status == 404
-    assert info.value.source == f"GET {server.url}{META}{path}"
+    assert info.value.source == f"GET http://169.254.169.254{META}{path}"
 
 
 def test_absent_public_ip_fails_the_run(fake_server):

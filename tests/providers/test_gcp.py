@@ -110,7 +110,7 @@ def test_an_answer_without_the_flavor_header_is_not_gce(fake_server, fault):
     server = fake_server("gcp", faults=[fault])
     with pytest.raises(FetchError) as info:
         provider(server).attributes()
-    assert info.value.source == f"GET {server.url}{PATHS['IP_LOCAL_0']}"
+    assert info.value.source == f"GET http://169.254.169.254{PATHS['IP_LOCAL_0']}"
     assert "Metadata-Flavor" in info.value.cause
 
 
@@ -119,7 +119,7 @@ def test_persistent_failure_is_an_error(fake_server, kind, arg):
     server = fake_server("gcp", faults=[Fault(PATHS["MACHINE_TYPE"], kind, arg)])
     with pytest.raises(FetchError) as info:
         provider(server, timeout=1.5).attributes()
-    assert info.value.source == f"GET {server.url}{PATHS['MACHINE_TYPE']}"
+    assert info.value.source == f"GET http://169.254.169.254{PATHS['MACHINE_TYPE']}"
 
 
 def test_hostname_matrix(fake_server):

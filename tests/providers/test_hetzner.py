@@ -166,7 +166,7 @@ def test_either_attribute_document_failing_fails_the_attributes(fake_server, pat
     server = fake_server("hetzner", faults=[fault])
     with pytest.raises(FetchError) as info:
         provider(server, timeout=1.5).attributes()
-    assert info.value.source == f"GET {server.url}{path}" and info.value.status == status
+    assert info.value.source == f"GET {PLATFORM}{path}" and info.value.status == status
 
 
 @pytest.mark.parametrize("path, part", [(BASE + "/hostname", "hostname"), (KEYS, "ssh_keys"),

@@ -100,7 +100,7 @@ def test_persistent_503_fails_naming_the_url(fake_server):
     server = fake_server("openstack-metadata", faults=[Fault(META + "instance-id", "status", 503)])
     with pytest.raises(FetchError) as info:
         provider(server).attributes()
-    assert info.value.source == f"GET {server.url}{META}instance-id"
+    assert info.value.source == f"GET http://169.254.169.254{META}instance-id"
     assert "503" in info.value.cause
 
 

@@ -70,7 +70,7 @@ def test_document_failures_are_errors(fake_server, kind, arg):
     server = fake_server("oraclecloud", faults=[Fault(PATH, kind, arg)])
     with pytest.raises(FetchError) as info:
         provider(server, timeout=1.5).attributes()
-    assert info.value.source == f"GET {server.url}{PATH}"
+    assert info.value.source == SOURCE
 
 
 def test_transient_failures_are_retried(fake_server):

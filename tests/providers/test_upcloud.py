@@ -60,7 +60,7 @@ def test_persistent_failure_is_an_error(fake_server, kind, arg):
     server = server_with(fake_server, Fault(PATHS["UPCLOUD_INSTANCE_ID"], kind, arg))
     with pytest.raises(FetchError) as info:
         provider(server, timeout=1.5).attributes()
-    assert info.value.source == f"GET {server.url}{PATHS['UPCLOUD_INSTANCE_ID']}"
+    assert info.value.source == f"GET http://169.254.169.254{PATHS['UPCLOUD_INSTANCE_ID']}"
 
 
 def test_hostname_matrix(fake_server):
