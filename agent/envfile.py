@@ -84,12 +84,14 @@ def write(path: "os.PathLike[str] | str", attributes: Mapping[str, str], prefix:
           unprefixed: Iterable[str] = ()) -> int:
     """Render and atomically replace ``path`` (mode 0644); returns how many lines were written.
 
-    An empty mapping still writes an empty file: consumers test for the file, not its lines.
-    Raises ``OutputError``; the previous file stays as it was.
+    ``-`` (or ``/dev/stdout``, ``/proc/self/fd/1``) prints the same bytes to standard output
+    instead. An empty mapping still writes an empty file: consumers test for the file, not its
+    lines. Raises ``OutputError``; the previous file stays as it was.
     """
     data, dropped = render(attributes, prefix, unprefixed)
-    fsutil.atomic_write(path, data, mode=FILE_MODE)
+    fsutil.write_output(path, data, mode=FILE_MODE)
     count = data.count(b"\n")
-    log.event("attributes-written", f"wrote {count} attributes to {os.fspath(path)}",
+    shown = "standard output" if fsutil.is_stdout(path) else os.fspath(path)
+    log.event("attributes-written", f"wrote {count} attributes to {shown}",
               path=os.fspath(path))
     return count

@@ -69,5 +69,6 @@ def write(path: "os.PathLike[str] | str", name: str) -> None:
     normalized = normalize(name)
     if normalized is None:
         raise _invalid("empty")
-    fsutil.atomic_write(path, (normalized + "\n").encode("ascii"), mode=FILE_MODE)
-    logger.info("wrote host name to %s", os.fspath(path))
+    fsutil.write_output(path, (normalized + "\n").encode("ascii"), mode=FILE_MODE)
+    logger.info("wrote host name to %s",
+                "standard output" if fsutil.is_stdout(path) else os.fspath(path))

@@ -197,13 +197,16 @@ def render(interfaces: Sequence[NetworkInterface],
 def write_files(directory: Union[str, "os.PathLike[str]"], files: Mapping[str, bytes]) -> None:
     """Write each unit atomically (mode 0644) into ``directory``, created when missing.
 
-    Units of earlier runs that this run does not produce are left alone: the directory may be
-    shared with units the administrator wrote.
+    The directory must not be a symlink; when missing it is created 0755, its parent only below
+    ``/run`` (``fsutil.make_output_dir``). A unit name held by a symlink or anything but a
+    regular file is refused. Units of earlier runs that this run does not produce are left
+    alone: the directory may be shared with units the administrator wrote.
     """
     directory = os.fspath(directory)
     for name in files:
         if not _FILE_NAME.fullmatch(name):
             raise ValueError(f"not a network unit file name: {name!r}")
+    fsutil.make_output_dir(directory)
     for name in sorted(files):
         fsutil.atomic_write(os.path.join(directory, name), files[name], mode=FILE_MODE)
     logger.info("wrote %d network unit%s to %s", len(files), "" if len(files) == 1 else "s",

@@ -52,6 +52,11 @@ def run(job: Job, context: Context) -> None:
         from cl_metadata import sshkeys
 
         users = [sshkeys.lookup_user(name) for name in job.ssh_users]
+    from cl_metadata import fsutil
+
+    # so is an output path that cannot be written (a symlink, no such directory, not writable)
+    fsutil.check_outputs(files=(job.attributes_path, job.hostname_path),
+                         directories=(job.network_units_dir,))
 
     agent_log.status(f"reading {provider_id} metadata")
     try:

@@ -40,6 +40,7 @@ def test_openstack_metadata_writes_attributes_keys_and_hostname(fake_server, age
                                                                  throwaway_user):
     server = fake_server("openstack-metadata")
     attributes, hostname = tmp_path / "run/metadata/coreos", tmp_path / "hostname"
+    attributes.parent.mkdir(parents=True)  # outside /run, parents are never created
     agent_env["CL_METADATA_ENDPOINT"] = server.url
     result = run_agent("--provider", "openstack-metadata", "--attributes", attributes,
                        "--ssh-keys", throwaway_user.pw_name, "--hostname", hostname,

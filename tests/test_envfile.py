@@ -252,6 +252,7 @@ def test_systemd_port_keeps_null_values_apart_and_refuses_invalid_utf8():
 
 def test_write_replaces_the_file_with_mode_0644_and_reports(tmp_path, events):
     path = tmp_path / "run" / "metadata" / "coreos"
+    path.parent.mkdir(parents=True)  # only directories below /run itself are created
     count = envfile.write(path, {"EC2_IPV4_LOCAL": "10.0.0.5", "BAD": "x\ny"}, "COREOS")
     assert count == 1
     assert path.read_bytes() == b"COREOS_EC2_IPV4_LOCAL=10.0.0.5\n"

@@ -84,6 +84,7 @@ def test_write(tmp_path):
     saved = os.umask(0o077)
     try:
         path = tmp_path / "run" / "hostname"
+        path.parent.mkdir()  # only directories below /run itself are created
         hostname.write(path, " web-1.example.com. ")
     finally:
         os.umask(saved)

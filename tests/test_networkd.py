@@ -160,6 +160,7 @@ def mode(path):
 def test_write_files_creates_the_directory_and_writes_each_unit(tmp_path, caplog):
     files = networkd.render([NIC], [BOND])
     target = tmp_path / "run/systemd/network"
+    target.parent.mkdir(parents=True)  # the units directory itself is created, never its parents
     with caplog.at_level(logging.INFO, logger="cl_metadata"):
         networkd.write_files(target, files)
     assert sorted(os.listdir(target)) == ["05-bond0.netdev", "10-fa:16:3e:4c:2d:7a.network"]

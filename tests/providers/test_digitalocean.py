@@ -187,8 +187,10 @@ def test_the_process_writes_exact_units_attributes_and_hostname(fake_server, age
     server = fake_server("digitalocean")
     agent_env["CL_METADATA_ENDPOINT"] = server.url
     units, attributes = tmp_path / "etc/systemd/network", tmp_path / "run/metadata/coreos"
+    for directory in (units.parent, attributes.parent):  # outside /run, parents are not created
+        directory.mkdir(parents=True)
     result = run_agent("--provider", "digitalocean", "--network-units", units,
-                       "--attributes", attributes, "--hostname", tmp_path / "hostname",
+                       "--attributes", attributes, "--hostname", tmp_path / "hostname", "-v",
                        env=agent_env)
     assert result.returncode == 0, result.stderr
     assert {name: (units / name).read_text() for name in os.listdir(units)} == UNITS
