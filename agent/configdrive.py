@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import logging
 import os
 import stat
@@ -188,21 +187,11 @@ def _decode(data: bytes, relpath: str) -> str:
         raise InvalidMetadata(f"not valid UTF-8 (byte {exc.start})", source=relpath) from None
 
 
-def _reject_constant(name: str) -> object:
-    raise ValueError(f"non-standard JSON constant {name}")
-
-
 def _parse_json(text: str, relpath: str) -> object:
-    try:
-        return json.loads(text, parse_constant=_reject_constant)
-    except json.JSONDecodeError as exc:
-        # exc.msg and the position only; str(exc) would be fine too, but never the document
-        cause = f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-    except ValueError as exc:
-        cause = f"invalid JSON: {exc}"
-    except RecursionError:
-        cause = "invalid JSON: nested too deeply"
-    raise InvalidMetadata(cause, source=relpath)
+    """The one bounded JSON parser every metadata reader shares (size, nesting, constants)."""
+    from cl_metadata import documents
+
+    return documents.parse_json(text, relpath)
 
 
 # --- finding a drive ---------------------------------------------------------------------------

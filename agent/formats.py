@@ -6,9 +6,9 @@ Errors name the source and the field, never the value.
 
 from __future__ import annotations
 
-import json
 from typing import Any, Dict, Iterable, List, Mapping, Optional
 
+from cl_metadata import documents
 from cl_metadata.errors import InvalidMetadata
 
 
@@ -53,13 +53,12 @@ def text_attributes(http, base: str, paths: Mapping[str, str], *, optional: bool
 
 
 def json_document(body: bytes, source: str) -> Any:
+    """``body`` as strict UTF-8 JSON, size and nesting bounded (:mod:`cl_metadata.documents`)."""
     try:
-        return json.loads(body.decode("utf-8"))
+        text = body.decode("utf-8")
     except UnicodeDecodeError as err:
         raise InvalidMetadata(f"not valid UTF-8 (byte {err.start})", source=source) from None
-    except json.JSONDecodeError as err:
-        raise InvalidMetadata(f"invalid JSON at line {err.lineno} column {err.colno}: {err.msg}",
-                              source=source) from None
+    return documents.parse_json(text, source)
 
 
 def json_object(body: bytes, source: str) -> Dict[str, Any]:

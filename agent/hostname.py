@@ -51,18 +51,21 @@ def normalize(name: str) -> Optional[str]:
         return None
     if len(name) > HOST_NAME_MAX:
         short = name.split(".", 1)[0]
-        if len(short) > LABEL_MAX:
+        cut = len(short) > LABEL_MAX
+        if cut:
             short = short[:LABEL_MAX].rstrip("-")
-        logger.warning("host name %s is longer than %d characters, using %s",
-                       ascii(name) if not name.isprintable() else name, HOST_NAME_MAX,
-                       ascii(short) if not short.isprintable() else short)
+        # lengths only: the name is metadata, and may be a megabyte long
+        logger.warning("host name of %d characters is longer than %d, using its first label%s "
+                       "(%d characters)", len(name), HOST_NAME_MAX,
+                       f" cut to {LABEL_MAX}" if cut else "", len(short))
         name = short
     _check(name)
     return name
 
 
 def write(path: "os.PathLike[str] | str", name: str) -> None:
-    """Write ``<name>\\n`` atomically (mode 0644), normalising ``name`` first.
+    """Write ``<name>\\n`` atomically (mode 0644), normalising ``name`` first; ``-`` (or
+    ``/dev/stdout``, ``/proc/self/fd/1``) prints it to standard output instead.
 
     Raises ``InvalidMetadata`` for an empty or invalid name, ``OutputError`` when writing fails.
     """

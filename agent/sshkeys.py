@@ -128,15 +128,19 @@ def parse_key(line: str) -> SshKey:
 
 
 def validate_keys(lines: Iterable[str]) -> Tuple[List[SshKey], List[str]]:
-    """Valid keys (first of each type+blob kept, order kept) and one warning per dropped entry.
+    """Valid keys (first of each type+blob kept, order kept) and the warnings to log.
 
-    Warnings read ``ssh key #N dropped: <reason>`` with N the 1-based position in ``lines``
-    (blank and ``#`` entries count for the position). Blank entries and ``#`` comment lines are
-    skipped silently; duplicates are dropped silently. Each entry must be one key: a multi-line
+    A warning reads ``ssh key #N dropped: <reason>`` with N the 1-based position in ``lines``
+    (blank and ``#`` entries count for the position); past the first five dropped entries one
+    last line ``... and M more ssh keys dropped`` counts the rest, so a platform serving
+    200,000 bad lines costs six log lines. Blank entries and ``#`` comment lines are skipped
+    silently; duplicates are dropped silently. Each entry must be one key: a multi-line
     document has to be split by the provider.
     """
+    from cl_metadata.dropped import DroppedItems
+
     keys: List[SshKey] = []
-    warnings: List[str] = []
+    dropped = DroppedItems("ssh keys")
     seen = set()
     for number, line in enumerate(lines, start=1):
         if isinstance(line, str) and (not line.strip() or line.lstrip().startswith("#")):
@@ -144,13 +148,13 @@ def validate_keys(lines: Iterable[str]) -> Tuple[List[SshKey], List[str]]:
         try:
             key = parse_key(line)
         except ValueError as err:
-            warnings.append(f"ssh key #{number} dropped: {err}")
+            dropped.add(f"ssh key #{number} dropped: {err}")
             continue
         if (key.type, key.blob) in seen:
             continue
         seen.add((key.type, key.blob))
         keys.append(key)
-    return keys, warnings
+    return keys, dropped.lines()
 
 
 # --- the user --------------------------------------------------------------------------------

@@ -15,19 +15,21 @@ round trip, even when project keys then go unused). Lines are ``user:key``. Poli
   does (one target user per unit instance; no accounts are created).
 - A key whose comment is ``google-ssh {"expireOn": …}`` is kept only while that time is in the
   future; an unparsable or missing expiry drops it (Google's guest agent does the same).
-- A line without ``user:`` is dropped with a warning (upstream failed the whole run).
+- A line without ``user:`` is dropped with a warning (upstream failed the whole run); after
+  five such warnings one line counts the rest.
 - Keys are de-duplicated by type and key data, first occurrence kept (instance before project).
 """
 
 from __future__ import annotations
 
 import datetime
-import json
 import logging
 import re
 from typing import Callable, Dict, List, Mapping, Optional
 
-from cl_metadata import formats
+from cl_metadata import documents, formats
+from cl_metadata.dropped import DroppedItems
+from cl_metadata.errors import InvalidMetadata
 from cl_metadata.providers.base import ATTRIBUTES, HOSTNAME, SSH_KEYS, Provider
 
 log = logging.getLogger("cl_metadata")
@@ -97,17 +99,19 @@ def parse_ssh_keys(values: Mapping[str, Optional[str]], now: datetime.datetime) 
     else:
         sources = [INSTANCE_KEYS, *PROJECT_KEYS]
     keys: Dict[str, str] = {}  # identity -> line, in first-seen order
+    dropped = DroppedItems("ssh key lines")
     for path in sources:
         for number, line in enumerate(formats.key_lines(values.get(path)), 1):
             user, colon, key = line.partition(":")
             key = key.strip()
             if not colon or not user or not key:
-                log.warning("%s line %d dropped: not 'user:key'", BASE + path, number)
+                dropped.add(f"{BASE + path} line {number} dropped: not 'user:key'")
             elif is_expired(key, now):
-                log.warning("%s line %d dropped: expired or unreadable google-ssh expiry",
-                            BASE + path, number)
+                dropped.add(f"{BASE + path} line {number} dropped: expired or unreadable "
+                            "google-ssh expiry")
             else:
                 keys.setdefault(" ".join(key.split()[:2]), key)
+    dropped.log(log)
     return list(keys.values())
 
 
@@ -117,8 +121,8 @@ def is_expired(key: str, now: datetime.datetime) -> bool:
     if match is None:
         return False  # an ordinary key does not expire
     try:
-        expire_on = json.loads(match.group(1) or "").get("expireOn")
-    except (ValueError, AttributeError):
+        expire_on = documents.parse_json(match.group(1) or "", "google-ssh").get("expireOn")
+    except (InvalidMetadata, AttributeError):  # not JSON (or too deep), or not an object
         return True
     for layout in ("%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S.%f%z"):
         try:

@@ -12,12 +12,13 @@ Protocol (providers.md §2 "hetzner"): no headers, nothing 404-tolerant.
 - ``GET …/metadata/network-config``: cloud-init network config v1, read by the NoCloud parser
   (``cl_metadata.nocloud_format``): each ``physical`` entry is one unit of priority 20 (DHCP subnets, static
   addresses with a default route via their gateway, ``dns_nameservers``), matched by its
-  ``mac_address`` when it has one: the platform's ``eth0`` is the name cloud-init would give
-  the NIC, which may not be the name it has here.
+  ``mac_address`` when it has one (the renderer's rule: the platform's ``eth0`` is the name
+  cloud-init would give the NIC, which may not be the name it has here).
 
 YAML goes through the NoCloud parser's loader (``yaml.SafeLoader`` resolving no plain scalar
-but null, so ``instance-id: 42`` and a MAC stay text) after the HTTP client's size cap; a
-document whose top level is not the expected mapping or list is refused.
+but null, so ``instance-id: 42`` and a MAC stay text) after the HTTP client's size cap, within
+the shared bounds on nesting and alias expansion (``cl_metadata.documents``); a document whose
+top level is not the expected mapping or list is refused.
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ def _decode(body: bytes, source: str) -> str:
 
 
 def yaml_document(body: bytes, source: str, expected: type) -> Any:
-    """``body`` through ``yaml.safe_load``; an empty document is None, else of ``expected``."""
+    """``body`` as bounded YAML (``load_yaml``); an empty document is None, else of ``expected``."""
     document = load_yaml(_decode(body, source), source)
     if document is not None and not isinstance(document, expected):
         kind = "a mapping" if expected is dict else "a list"

@@ -19,6 +19,21 @@ from systemd_envfile import load_environment_file, parse_env_file
 SHELLS = [shell for shell in ("/bin/sh", "/bin/dash", "/bin/bash") if shutil.which(shell)]
 SHELL_ENV = {"PATH": "/usr/bin:/bin", "HOME": "/home-must-not-appear", "X": "x-must-not-appear"}
 
+
+
+def value_of_bytes(size: int, pattern: str = "ab\"c$d`e\\f 'é日本#;=") -> str:
+    """A value of exactly ``size`` UTF-8 bytes, made of ``pattern`` (quoting-heavy by default)."""
+    value = ""
+    while len((value + pattern).encode("utf-8")) <= size:
+        value += pattern
+    for char in pattern:
+        if len((value + char).encode("utf-8")) <= size:
+            value += char
+    return value + "x" * (size - len(value.encode("utf-8")))
+
+
+AT_THE_VALUE_CAP = value_of_bytes(envfile.MAX_VALUE_BYTES)
+
 # Values that must read back byte-identical (all of them are written).
 HOSTILE = {
     "TRAILING_BACKSLASH": "abc\\",
@@ -47,7 +62,7 @@ HOSTILE = {
     "BRACES_PARENS": "{a,b}(c)",
     "BANG": "!!",
     "MIXED": "\\\"$`'#; \\$",
-    "LONG": ("ab\"c$d`e\\f 'é日本#;=" * 6000)[:100 * 1024],
+    "LONG": AT_THE_VALUE_CAP,
 }
 
 # Values that cannot be written safely: dropped with a warning.
@@ -294,3 +309,89 @@ def test_unprefixed_names_are_written_twice():
     assert data == (b"CLOUDSTACK_LOCAL_HOSTNAME=node-1\n"
                     b"COREOS_CLOUDSTACK_LOCAL_HOSTNAME=node-1\n"
                     b"COREOS_CLOUDSTACK_VM_ID=v\n")
+
+
+# --- size caps: every consumer can still take the file in ------------------------------------
+
+def warning_lines(events):
+    return [r.getMessage() for r in events if r.levelno == logging.WARNING]
+
+
+def test_a_value_over_the_cap_is_dropped_naming_its_length_never_its_content(events):
+    cap = envfile.MAX_VALUE_BYTES
+    assert cap == 4096 and len(AT_THE_VALUE_CAP.encode("utf-8")) == cap
+    over = "SECRETVALUE" + "x" * (200 * 1024)  # the 200 KiB value sh could not take
+    one_over = value_of_bytes(cap + 1, "é")  # an odd size: the bound counts bytes, not characters
+    data, dropped = envfile.render({"HUGE": over, "ONE_OVER": one_over, "AT_CAP": "a" * cap,
+                                    "IPV4": "10.0.0.5"}, "COREOS")
+    assert data == b"COREOS_AT_CAP=" + b"a" * cap + b"\nCOREOS_IPV4=10.0.0.5\n"
+    assert dropped == ["HUGE", "ONE_OVER"]
+    assert warning_lines(events) == [
+        f"attribute COREOS_HUGE dropped: the value is {len(over)} bytes, over the 4096-byte cap",
+        "attribute COREOS_ONE_OVER dropped: the value is 4097 bytes, over the 4096-byte cap"]
+
+
+def test_over_the_file_cap_the_longest_lines_go_first_ties_by_name(events):
+    assert envfile.MAX_FILE_BYTES == 64 * 1024
+    # 16 values at the cap that quote to 2 + 2 * 4096 bytes ("$" is escaped), plus short ones
+    attributes = {f"Q{i:02}": "$" * 4096 for i in range(16)}
+    attributes.update({"IPV4": "10.0.0.5", "HOSTNAME": "node-1"})
+    data, dropped = envfile.render(attributes, "COREOS")
+    line = len("COREOS_Q00=") + 2 + 2 * 4096 + 1
+    # 16 such lines are 131 KiB; seven fit beside the short ones, nine go, first by name
+    assert dropped == [f"Q{i:02}" for i in range(9)]
+    assert data.count(b"\n") == 9 and len(data) == 7 * line + len(
+        b"COREOS_HOSTNAME=node-1\nCOREOS_IPV4=10.0.0.5\n")
+    assert data.startswith(b"COREOS_HOSTNAME=node-1\nCOREOS_IPV4=10.0.0.5\nCOREOS_Q09=")
+    why = f"the file would exceed 65536 bytes (its lines are {line} bytes, the longest left)"
+    assert warning_lines(events) == [f"attribute COREOS_Q{i:02} dropped: {why}"
+                                     for i in range(5)] + ["... and 4 more attributes dropped"]
+    assert envfile.render(dict(reversed(attributes.items())), "COREOS")[0] == data
+
+
+def test_the_file_cap_counts_the_unprefixed_copy_with_its_attribute():
+    attributes = {f"V{i:02}": "v" * 4000 for i in range(16)}
+    data, dropped = envfile.render(attributes, "COREOS", unprefixed=("V15",))
+    # V15 is written twice, so its two lines are the longest: it goes first, both lines at once
+    assert dropped[0] == "V15" and b"V15=" not in data
+    assert len(data) <= envfile.MAX_FILE_BYTES
+
+
+def test_per_item_warnings_are_summarised_after_five(events):
+    attributes = {f"BAD_{i:02}": f"x\n{i}" for i in range(12)}
+    data, dropped = envfile.render({**attributes, "OK": "1"}, "COREOS")
+    assert data == b"COREOS_OK=1\n" and len(dropped) == 12
+    assert warning_lines(events) == [
+        f"attribute COREOS_BAD_{i:02} dropped: the value contains a control character"
+        for i in range(5)] + ["... and 7 more attributes dropped"]
+
+
+@pytest.fixture
+def file_at_the_caps(tmp_path):
+    """A file as large as the caps allow, of values as large as the value cap allows."""
+    heavy = value_of_bytes(envfile.MAX_VALUE_BYTES)  # quoting makes its line longer still
+    attributes = {f"BIG_{i:02}": heavy if i % 2 else "p" * envfile.MAX_VALUE_BYTES
+                  for i in range(40)}
+    data, dropped = envfile.render(attributes, "COREOS")
+    assert dropped and envfile.MAX_FILE_BYTES - 8 * 1024 < len(data) <= envfile.MAX_FILE_BYTES
+    path = tmp_path / "attributes"
+    path.write_bytes(data)
+    return path, {f"COREOS_{name}": value for name, value in attributes.items()
+                  if name not in dropped}
+
+
+def test_a_file_at_the_caps_reads_back_through_systemd(file_at_the_caps):
+    path, expected = file_at_the_caps
+    assert load_environment_file(path.read_bytes()) == expected
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_a_file_at_the_caps_reads_back_through_sh_and_survives_exec(file_at_the_caps, shell):
+    path, expected = file_at_the_caps
+    # every value exported: the exec of env carries the whole file in its environment
+    result = subprocess.run([shell, "-c", 'set -a && . "$1" && exec env -0', "sh", str(path)],
+                            capture_output=True, env=SHELL_ENV)
+    assert result.returncode == 0 and result.stderr == b""
+    seen = dict(item.split(b"=", 1) for item in result.stdout.split(b"\0") if item)
+    assert {name: seen.get(name.encode()) for name in expected} == {
+        name: value.encode("utf-8") for name, value in expected.items()}

@@ -49,6 +49,19 @@ def test_json_object_errors_name_position_not_content():
         formats.json_object(b"[1]", "doc")
 
 
+@pytest.mark.parametrize("body, cause", [
+    (b"[" * 100000, "invalid JSON: nested too deeply"),
+    (b'{"a":' * 100000, "invalid JSON: nested too deeply"),
+    (b'{"a": NaN}', "invalid JSON: non-standard JSON constant NaN"),
+    (b"9" * 5000, "invalid JSON: a number is too long"),
+])
+def test_json_documents_are_bounded_before_parsing(body, cause):
+    # no RecursionError traceback, no quoted content: the one "invalid" error
+    with pytest.raises(InvalidMetadata) as info:
+        formats.json_document(body, "GET http://169.254.169.254/doc")
+    assert (info.value.source, info.value.cause) == ("GET http://169.254.169.254/doc", cause)
+
+
 class RecordingHttp:
     """Answers get_many from a table and records what was asked."""
 

@@ -46,13 +46,24 @@ def test_normalize(raw, expected, warnings):
 def test_a_long_name_is_cut_to_its_first_label_with_a_warning(warnings):
     long_name = "node-17." + "x" * 60 + ".example.com"
     assert hostname.normalize(long_name) == "node-17"
-    assert warnings == [f"host name {long_name} is longer than 64 characters, using node-17"]
+    assert warnings == ["host name of 80 characters is longer than 64, using its first label "
+                        "(7 characters)"]
 
 
 def test_a_long_first_label_is_cut_to_63_without_a_trailing_dash(warnings):
     label = "a" * 62 + "-" + "b" * 10
     assert hostname.normalize(label + ".example.com") == "a" * 62
-    assert len(warnings) == 1
+    assert warnings == ["host name of 85 characters is longer than 64, using its first label "
+                        "cut to 63 (62 characters)"]
+
+
+def test_the_truncation_warning_never_carries_the_name(warnings):
+    # a megabyte of host name must not become a megabyte of journal
+    huge = "MARKERLABEL" + "x" * 40 + "." + ("y" * 60 + ".") * 17300 + "example.com"
+    assert hostname.normalize(huge) == "MARKERLABEL" + "x" * 40
+    assert warnings == [f"host name of {len(huge)} characters is longer than 64, using its "
+                        "first label (51 characters)"]
+    assert len(huge) > 1 << 20
 
 
 def test_a_long_single_label_is_cut_to_63():
