@@ -116,6 +116,32 @@ class Fields:
         ip = self.ip(text, where)
         return f"{ip}/{self.prefix(ip, netmask, mask_where)}"
 
+    def integer(self, value: Any, where: str, low: int, high: int) -> int:
+        """A whole number from ``low`` to ``high``: a JSON number or YAML digits (``100``)."""
+        if isinstance(value, str) and re.fullmatch(r"[0-9]{1,9}", value.strip()):
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise self.error(where, f"expected a whole number from {low} to {high}")
+        return value
+
+    def duration_ms(self, value: Any, where: str, *, unit_ms: int) -> int:
+        """Milliseconds of a time given as a number of ``unit_ms`` or with an ``ms``/``s``
+        suffix (netplan's ``100``, ``100ms``, ``2s``)."""
+        text = value.strip() if isinstance(value, str) else value
+        if isinstance(text, str):
+            found = re.fullmatch(r"([0-9]{1,9})(ms|s)?", text)
+            if found is None:
+                raise self.error(where, "expected a time (a number, or with ms or s)")
+            number, suffix = int(found.group(1)), found.group(2)
+            value, unit_ms = number, {"ms": 1, "s": 1000}.get(suffix, unit_ms)
+        return self.integer(value, where, 0, 86_400_000 // unit_ms) * unit_ms
+
+    def choice(self, value: Any, where: str, allowed: Sequence[str]) -> str:
+        text = self.string(value, where, required=True).lower()
+        if text not in allowed:
+            raise self.error(where, "expected one of " + ", ".join(allowed))
+        return text
+
     def destination(self, network: Any, netmask: Any, where: str, mask_where: str) -> str:
         """``network/prefix`` of a route; ``default`` is left to the caller."""
         address, prefix = self.cidr(network, netmask, where, mask_where).split("/")

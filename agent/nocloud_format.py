@@ -9,9 +9,11 @@ config v2, so they use this module too.
   ``fqdn``, ``ssh_authorized_keys``); anything else (an Ignition config, a script) is not ours.
 - ``vendor-data``: MIME multipart; the last ``text/cloud-config`` part that mentions
   ``ssh_authorized_keys`` gives the keys (IBM Cloud VPC).
-- ``network-config``: cloud-init network config v1 (``physical`` and ``nameserver`` entries) or
-  v2 (netplan ``ethernets``), YAML or JSON, optionally under a top-level ``network`` key. Bonds,
-  VLANs and bridges cannot be expressed by the interface model yet: skipped with a warning.
+- ``network-config``: cloud-init network config v1 (``physical``, ``bond``, ``bridge``, ``vlan``
+  and ``nameserver`` entries) or v2 (netplan ``ethernets``, ``bonds``, ``bridges``, ``vlans``),
+  YAML or JSON, optionally under a top-level ``network`` key, assembled by
+  :mod:`cl_metadata.topology`. Other entry types and sections (v1 ``route``, v2 ``wifis``,
+  ``tunnels``, ``vrfs``, ``modems``…) are named in one warning and not rendered.
 
 YAML is read with PyYAML's safe loader, after the drive reader's size cap, with one change:
 plain scalars stay the text written (only ``null``/``~``/empty is resolved), so an id ``0717``
@@ -24,14 +26,14 @@ from __future__ import annotations
 
 import email
 import logging
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import yaml
 
 from cl_metadata import formats
-from cl_metadata.errors import InvalidMetadata
-from cl_metadata.model import NetworkInterface, Route
+from cl_metadata.model import BondOptions, BridgeOptions, NetworkInterface, Route, VirtualNetDev
 from cl_metadata.fields import Fields, dhcp_mode, unique
+from cl_metadata.topology import BOND_SETTINGS, BRIDGE_SETTINGS, Topology, read_options
 
 log = logging.getLogger("cl_metadata")
 
@@ -41,10 +43,6 @@ USER_DATA = "user-data"
 VENDOR_DATA = "vendor-data"
 NETWORK_CONFIG = "network-config"
 CLOUD_CONFIG_HEADER = "#cloud-config"
-
-_V1_UNSUPPORTED = ("bond", "bridge", "vlan", "route", "loopback")
-_V2_UNSUPPORTED = ("bonds", "bridges", "vlans", "wifis", "tunnels", "vrfs", "modems")
-_GLOB = set("*?[")
 
 
 class _TextLoader(yaml.SafeLoader):
@@ -57,14 +55,10 @@ _TextLoader.yaml_implicit_resolvers = {
 
 
 def load_yaml(text: str, source: str) -> Any:
-    try:
-        return yaml.load(text, Loader=_TextLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        at = f" at line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
-        raise InvalidMetadata(f"invalid YAML{at}", source=source) from None
-    except RecursionError:
-        raise InvalidMetadata("invalid YAML: nested too deeply", source=source) from None
+    """``text`` through ``_TextLoader`` within the shared bounds on size, nesting and aliases."""
+    from cl_metadata import documents
+
+    return documents.parse_yaml(text, source, _TextLoader)
 
 
 def parse_meta_data(text: str, source: str) -> Dict[str, Any]:
@@ -136,10 +130,13 @@ def vendor_data_keys(data: Optional[bytes], source: str) -> List[str]:
 
 # --- network-config ------------------------------------------------------------------------------
 
-def parse_network_config(text: Optional[str], source: str, *,
-                         priority: int = 10) -> List[NetworkInterface]:
+Network = Tuple[List[NetworkInterface], List[VirtualNetDev]]
+
+
+def parse_network_config(text: Optional[str], source: str, *, priority: int = 10) -> Network:
+    """(interfaces, netdevs) of a network-config file; none for an absent or empty one."""
     if text is None or not text.strip():
-        return []
+        return [], []
     if text.lstrip().startswith("{"):
         document = formats.json_document(text.encode("utf-8"), source)
     else:
@@ -152,12 +149,12 @@ def parse_network_config(text: Optional[str], source: str, *,
     return network_interfaces(doc, fields, "", priority)
 
 
-def network_interfaces(doc: Dict[str, Any], fields: Fields, where: str,
-                       priority: int) -> List[NetworkInterface]:
-    """Interfaces of a network config v1 or v2 mapping (``where`` prefixes error paths)."""
+def network_interfaces(doc: Dict[str, Any], fields: Fields, where: str, priority: int) -> Network:
+    """(interfaces, netdevs) of a network config v1 or v2 mapping (``where`` prefixes error
+    paths)."""
     version = doc.get("version")
     if not doc or doc.get("config") == "disabled":
-        return []
+        return [], []
     if version in (1, "1"):
         return _v1(doc, fields, where, priority)
     if version in (2, "2"):
@@ -169,34 +166,47 @@ def _default_route(gateway: str) -> Route:
     return Route("::/0" if ":" in gateway else "0.0.0.0/0", gateway)
 
 
-def _interface(fields: Fields, at: str, name: Any, name_field: str, mac: Any, mac_field: str,
-               **values) -> NetworkInterface:
-    name = fields.ifname(name, f"{at}.{name_field}") if name is not None else None
-    mac = fields.mac(mac, f"{at}.{mac_field}") if mac is not None else None
-    if name is None and mac is None:
-        raise fields.error(at, "names neither an interface nor a MAC address")
-    return NetworkInterface(name=name, mac=mac, **values)
+def _names(fields: Fields, value: Any, where: str) -> List[str]:
+    """A list of device references (v1 ``bond_interfaces``, v2 ``interfaces``)."""
+    return [fields.string(item, f"{where}[{i}]", required=True)
+            for i, item in enumerate(fields.items(value, where))]
 
 
-def _v1(doc, fields: Fields, where: str, priority: int) -> List[NetworkInterface]:
-    interfaces, nameservers = [], []
+# v1: a list of entries; devices are referred to by their "name".
+
+_V1_KNOWN = ("route", "loopback", "infiniband")  # cloud-init entry types not rendered here
+_V1_BOND = {"mode": "mode", "xmit-hash-policy": "transmit_hash_policy",
+            "lacp-rate": "lacp_rate", "ad-select": "ad_select", "miimon": "mii_monitor_ms",
+            "updelay": "up_delay_ms", "downdelay": "down_delay_ms", "min-links": "min_links"}
+_V1_BRIDGE = {"stp": "stp", "bridgeprio": "priority", "fd": "forward_delay_ms",
+              "hello": "hello_time_ms", "maxage": "max_age_ms", "ageing": "ageing_time_ms"}
+
+
+def _v1(doc, fields: Fields, where: str, priority: int) -> Network:
+    topology = Topology(fields, priority)
+    nameservers: List[str] = []
+    relations: List[Callable[[], None]] = []  # memberships, once every device is known
     for i, entry in enumerate(fields.items(doc.get("config"), where + "config")):
         at = f"{where}config[{i}]"
         entry = fields.mapping(entry, at)
         kind = fields.string(entry.get("type"), at + ".type", required=True)
-        if kind == "physical":
-            interfaces.append(_v1_physical(entry, fields, at, priority))
-        elif kind == "nameserver":
+        if kind == "nameserver":
             nameservers += fields.ips(entry.get("address"), at + ".address")
+        elif kind == "physical":
+            _v1_physical(entry, fields, at, topology)
+        elif kind in ("bond", "bridge", "vlan"):
+            relations += _v1_virtual(kind, entry, fields, at, topology)
         else:
-            log.warning("%s: %s: %s entries are not supported; skipped", fields.source, at,
-                        kind if kind in _V1_UNSUPPORTED else "unknown")
-    return [i._replace(nameservers=unique(i.nameservers + tuple(nameservers)))
-            for i in interfaces]
+            topology.skip(f"{at} ({kind if kind in _V1_KNOWN else 'unknown'} entry)")
+    for relate in relations:
+        relate()
+    return topology.result(nameservers)
 
 
-def _v1_physical(entry, fields: Fields, at: str, priority: int) -> NetworkInterface:
-    addresses, routes, dns = [], [], []
+def _v1_addressing(entry, fields: Fields, at: str, topology: Topology) -> Dict[str, Any]:
+    """The NetworkInterface values of an entry's ``subnets``. Routes, gateways and nameservers
+    count on DHCP subnets too: networkd keeps them beside what DHCP gives."""
+    addresses, implied, explicit, dns = [], [], [], []
     ipv4 = ipv6 = False
     for j, subnet in enumerate(fields.items(entry.get("subnets"), at + ".subnets")):
         sub = f"{at}.subnets[{j}]"
@@ -209,35 +219,122 @@ def _v1_physical(entry, fields: Fields, at: str, priority: int) -> NetworkInterf
         elif kind in ("static", "static6"):
             addresses.append(fields.cidr(subnet.get("address"), subnet.get("netmask"),
                                          sub + ".address", sub + ".netmask"))
-            if subnet.get("gateway") is not None:
-                routes.append(_default_route(fields.ip(subnet["gateway"], sub + ".gateway")))
-            for k, route in enumerate(fields.items(subnet.get("routes"), sub + ".routes")):
-                r = f"{sub}.routes[{k}]"
-                route = fields.mapping(route, r)
-                routes.append(Route(
-                    fields.destination(route.get("network"), route.get("netmask"),
-                                       r + ".network", r + ".netmask"),
-                    fields.ip(route.get("gateway"), r + ".gateway")))
-            dns += fields.ips(subnet.get("dns_nameservers"), sub + ".dns_nameservers")
         else:  # manual, ipv6_slaac, ipv6_dhcpv6-stateless: networkd's defaults cover them
             log.info("%s: %s: subnet type not configured by unit files", fields.source, sub)
-    return _interface(fields, at, entry.get("name"), "name", entry.get("mac_address"),
-                      "mac_address", priority=priority, addresses=unique(addresses),
-                      routes=unique(routes), nameservers=unique(dns), dhcp=dhcp_mode(ipv4, ipv6))
+        if subnet.get("gateway") is not None:
+            implied.append(_default_route(fields.ip(subnet["gateway"], sub + ".gateway")))
+        for k, route in enumerate(fields.items(subnet.get("routes"), sub + ".routes")):
+            r = f"{sub}.routes[{k}]"
+            route = fields.mapping(route, r)
+            explicit.append(Route(
+                fields.destination(route.get("network"), route.get("netmask"),
+                                   r + ".network", r + ".netmask"),
+                fields.ip(route.get("gateway"), r + ".gateway")))
+        dns += fields.ips(subnet.get("dns_nameservers"), sub + ".dns_nameservers")
+    return {"addresses": unique(addresses), "routes": topology.routes(implied, explicit, at),
+            "nameservers": unique(dns), "dhcp": dhcp_mode(ipv4, ipv6)}
 
 
-def _v2(doc, fields: Fields, where: str, priority: int) -> List[NetworkInterface]:
+def _v1_physical(entry, fields: Fields, at: str, topology: Topology) -> None:
+    name, mac = entry.get("name"), entry.get("mac_address")
+    name = fields.ifname(name, at + ".name") if name is not None else None
+    mac = fields.mac(mac, at + ".mac_address") if mac is not None else None
+    if name is None and mac is None:
+        raise fields.error(at, "names neither an interface nor a MAC address")
+    key = name if name is not None else "#" + at  # no name can be referred to
+    topology.add_nic(key, at, NetworkInterface(name=name, mac=mac,
+                                               **_v1_addressing(entry, fields, at, topology)))
+
+
+def _v1_virtual(kind: str, entry, fields: Fields, at: str,
+                topology: Topology) -> List[Callable[[], None]]:
+    name = fields.ifname(entry.get("name"), at + ".name")
+    mac = entry.get("mac_address")
+    netdev = VirtualNetDev(name=name, kind=kind,
+                           mac=fields.mac(mac, at + ".mac_address") if mac is not None else None)
+    params = fields.mapping(entry.get("params"), at + ".params")
+    ignored = 0
+    if kind == "bond":
+        options, ignored = read_options(fields, params, at + ".params", _V1_BOND, BOND_SETTINGS,
+                                        BondOptions, prefix="bond-")
+        netdev = netdev._replace(bond=options)
+        members = _names(fields, entry.get("bond_interfaces"), at + ".bond_interfaces")
+    elif kind == "bridge":
+        options, ignored = read_options(fields, params, at + ".params", _V1_BRIDGE,
+                                        BRIDGE_SETTINGS, BridgeOptions, prefix="bridge-")
+        netdev = netdev._replace(bridge=options)
+        members = _names(fields, entry.get("bridge_interfaces"), at + ".bridge_interfaces")
+    else:
+        netdev = netdev._replace(vlan_id=fields.integer(entry.get("vlan_id"), at + ".vlan_id",
+                                                        0, 4094))
+        parent = fields.string(entry.get("vlan_link"), at + ".vlan_link", required=True)
+    if ignored:
+        topology.skip(f"{at}.params ({ignored} setting{'s' * (ignored > 1)})")
+    topology.add_virtual(name, at, netdev, NetworkInterface(
+        **_v1_addressing(entry, fields, at, topology)))
+    if kind == "vlan":
+        return [lambda: topology.vlan(name, parent, at + ".vlan_link")]
+    field = f"{at}.{kind}_interfaces"
+    return [lambda j=j, member=member: topology.join(member, name, f"{field}[{j}]")
+            for j, member in enumerate(members)]
+
+
+# v2 (netplan): device sections keyed by id; a virtual device's id is its name.
+
+_V2_UNSUPPORTED = ("wifis", "tunnels", "vrfs", "modems", "nm-devices", "dummy-devices",
+                   "virtual-ethernets")
+_V2_BOND = {"mode": "mode", "transmit-hash-policy": "transmit_hash_policy",
+            "lacp-rate": "lacp_rate", "ad-select": "ad_select",
+            "mii-monitor-interval": "mii_monitor_ms", "up-delay": "up_delay_ms",
+            "down-delay": "down_delay_ms", "min-links": "min_links"}
+_V2_BRIDGE = {"stp": "stp", "priority": "priority", "forward-delay": "forward_delay_ms",
+              "hello-time": "hello_time_ms", "max-age": "max_age_ms",
+              "ageing-time": "ageing_time_ms"}
+_GLOB = set("*?[")
+
+
+def _v2(doc, fields: Fields, where: str, priority: int) -> Network:
+    topology = Topology(fields, priority)
     for kind in _V2_UNSUPPORTED:
         if doc.get(kind):
-            log.warning("%s: %s%s are not supported; skipped", fields.source, where, kind)
-    ethernets = fields.mapping(doc.get("ethernets"), where + "ethernets")
-    found = (_v2_ethernet(key, value, fields, f"{where}ethernets[{i}]", priority)
-             for i, (key, value) in enumerate(ethernets.items()))
-    return [interface for interface in found if interface is not None]
+            topology.skip(where + kind)
+    relations: List[Callable[[], None]] = []
+    for section in ("ethernets", "bonds", "bridges", "vlans"):
+        devices = fields.mapping(doc.get(section), where + section)
+        for i, (key, config) in enumerate(devices.items()):
+            at = f"{where}{section}[{i}]"
+            config = fields.mapping(config, at)
+            if section == "ethernets":
+                _v2_ethernet(key, config, fields, at, topology)
+            else:
+                relations += _v2_virtual(section[:-1], key, config, fields, at, topology)
+    for relate in relations:
+        relate()
+    return topology.result()
 
 
-def _v2_ethernet(key, config, fields: Fields, at: str, priority: int):
-    config = fields.mapping(config, at)
+def _v2_addressing(config, fields: Fields, at: str, topology: Topology) -> Dict[str, Any]:
+    addresses = [fields.cidr(a, None, f"{at}.addresses[{j}]", f"{at}.addresses[{j}]")
+                 for j, a in enumerate(fields.items(config.get("addresses"), at + ".addresses"))]
+    implied = [_default_route(fields.ip(config[g], f"{at}.{g}"))
+               for g in ("gateway4", "gateway6") if config.get(g) is not None]
+    explicit = []
+    for j, route in enumerate(fields.items(config.get("routes"), at + ".routes")):
+        r = f"{at}.routes[{j}]"
+        route = fields.mapping(route, r)
+        via = fields.ip(route.get("via"), r + ".via")
+        to = fields.string(route.get("to"), r + ".to", required=True)
+        explicit.append(_default_route(via) if to == "default" else
+                        Route(fields.destination(to, None, r + ".to", r + ".to"), via))
+    nameservers = fields.mapping(config.get("nameservers"), at + ".nameservers")
+    dns = fields.ips(nameservers.get("addresses"), at + ".nameservers.addresses")
+    return {"addresses": unique(addresses), "routes": topology.routes(implied, explicit, at),
+            "nameservers": unique(dns),
+            "dhcp": dhcp_mode(fields.flag(config.get("dhcp4"), at + ".dhcp4"),
+                              fields.flag(config.get("dhcp6"), at + ".dhcp6"))}
+
+
+def _v2_ethernet(key, config, fields: Fields, at: str, topology: Topology) -> None:
     match = fields.mapping(config.get("match"), at + ".match")
     mac = match.get("macaddress")
     if config.get("set-name") is not None:
@@ -246,26 +343,45 @@ def _v2_ethernet(key, config, fields: Fields, at: str, priority: int):
         name, name_field = match["name"], "match.name"
     else:  # the id names the interface only when nothing else selects one
         name, name_field = (None if match else key), "id"
+    key = key if isinstance(key, str) else "#" + at
     if isinstance(name, str) and _GLOB & set(name):
         if mac is None:
-            log.warning("%s: %s: interface name patterns are not supported; skipped",
-                        fields.source, at)
-            return None
+            topology.add_unrendered(key, at, "interface name pattern")
+            return
         name = None
-    addresses = [fields.cidr(a, None, f"{at}.addresses[{j}]", f"{at}.addresses[{j}]")
-                 for j, a in enumerate(fields.items(config.get("addresses"), at + ".addresses"))]
-    routes = [_default_route(fields.ip(config[g], f"{at}.{g}"))
-              for g in ("gateway4", "gateway6") if config.get(g) is not None]
-    for j, route in enumerate(fields.items(config.get("routes"), at + ".routes")):
-        r = f"{at}.routes[{j}]"
-        route = fields.mapping(route, r)
-        via = fields.ip(route.get("via"), r + ".via")
-        to = fields.string(route.get("to"), r + ".to", required=True)
-        routes.append(_default_route(via) if to == "default" else
-                      Route(fields.destination(to, None, r + ".to", r + ".to"), via))
-    nameservers = fields.mapping(config.get("nameservers"), at + ".nameservers")
-    dns = fields.ips(nameservers.get("addresses"), at + ".nameservers.addresses")
-    return _interface(fields, at, name, name_field, mac, "match.macaddress", priority=priority,
-                      addresses=unique(addresses), routes=unique(routes), nameservers=unique(dns),
-                      dhcp=dhcp_mode(fields.flag(config.get("dhcp4"), at + ".dhcp4"),
-                                     fields.flag(config.get("dhcp6"), at + ".dhcp6")))
+    name = fields.ifname(name, f"{at}.{name_field}") if name is not None else None
+    mac = fields.mac(mac, at + ".match.macaddress") if mac is not None else None
+    if name is None and mac is None:
+        raise fields.error(at, "names neither an interface nor a MAC address")
+    topology.add_nic(key, at, NetworkInterface(name=name, mac=mac,
+                                               **_v2_addressing(config, fields, at, topology)))
+
+
+def _v2_virtual(kind: str, key, config, fields: Fields, at: str,
+                topology: Topology) -> List[Callable[[], None]]:
+    name = fields.ifname(key, at + ".id")
+    mac = config.get("macaddress")
+    netdev = VirtualNetDev(name=name, kind=kind,
+                           mac=fields.mac(mac, at + ".macaddress") if mac is not None else None)
+    parameters = fields.mapping(config.get("parameters"), at + ".parameters")
+    ignored = 0
+    if kind == "bond":
+        options, ignored = read_options(fields, parameters, at + ".parameters", _V2_BOND,
+                                        BOND_SETTINGS, BondOptions)
+        netdev = netdev._replace(bond=options)
+    elif kind == "bridge":
+        options, ignored = read_options(fields, parameters, at + ".parameters", _V2_BRIDGE,
+                                        BRIDGE_SETTINGS, BridgeOptions)
+        netdev = netdev._replace(bridge=options)
+    else:
+        netdev = netdev._replace(vlan_id=fields.integer(config.get("id"), at + ".id", 0, 4094))
+        parent = fields.string(config.get("link"), at + ".link", required=True)
+    if ignored:
+        topology.skip(f"{at}.parameters ({ignored} setting{'s' * (ignored > 1)})")
+    topology.add_virtual(name, at, netdev, NetworkInterface(
+        **_v2_addressing(config, fields, at, topology)))
+    if kind == "vlan":
+        return [lambda: topology.vlan(name, parent, at + ".link")]
+    members = _names(fields, config.get("interfaces"), at + ".interfaces")
+    return [lambda j=j, member=member: topology.join(member, name, f"{at}.interfaces[{j}]")
+            for j, member in enumerate(members)]

@@ -80,8 +80,7 @@ class HetznerProvider(Provider):
     def network(self) -> Tuple[List[NetworkInterface], List[VirtualNetDev]]:
         source = "GET " + NETWORK_CONFIG
         text = _decode(self.context.http.get(NETWORK_CONFIG), source)
-        interfaces = parse_network_config(text, source, priority=NETWORK_PRIORITY)
-        return [i._replace(name=None) if i.mac else i for i in interfaces], []
+        return parse_network_config(text, source, priority=NETWORK_PRIORITY)
 
 
 def _decode(body: bytes, source: str) -> str:

@@ -59,4 +59,4 @@ class IBMCloudClassicProvider(Provider):
         return []
 
     def network(self):
-        return openstack.parse_network_data(self.network_data_body, priority=UNIT_PRIORITY), []
+        return openstack.parse_network_data(self.network_data_body, priority=UNIT_PRIORITY)

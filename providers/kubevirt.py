@@ -106,5 +106,5 @@ class KubeVirtProvider(Provider):
             if self.layout == "cidata":
                 return nocloud.parse_network_config(self.files[nocloud.NETWORK_CONFIG],
                                                     nocloud.NETWORK_CONFIG, priority=UNIT_PRIORITY)
-            return []
-        return self.once("network", load), []
+            return [], []
+        return self.once("network", load)

@@ -69,4 +69,4 @@ class NoCloudProvider(Provider):
     def network(self):
         return self.once("network", lambda: nocloud.parse_network_config(
             self.files[nocloud.NETWORK_CONFIG], nocloud.NETWORK_CONFIG,
-            priority=UNIT_PRIORITY)), []
+            priority=UNIT_PRIORITY))

@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 
 from cl_metadata import formats
 from cl_metadata.errors import InvalidMetadata
-from cl_metadata.model import NetworkInterface, Route, VirtualNetDev
+from cl_metadata.model import BOND_MODES, BondOptions, NetworkInterface, Route, VirtualNetDev
 from cl_metadata.networkd import netmask_prefix, parse_ip
 from cl_metadata.providers.base import (ATTRIBUTES, CHECK_IN, HOSTNAME, NETWORK_UNITS, SSH_KEYS,
                                         Provider)
@@ -38,11 +38,9 @@ logger = logging.getLogger("cl_metadata")
 METADATA = "https://metadata.packet.net/metadata"
 SOURCE = "GET " + METADATA
 CHECK_IN_HEADERS = {"Content-Type": "application/json"}
-BOND_MODES = ("balance-rr", "active-backup", "balance-xor", "broadcast", "802.3ad",
-              "balance-tlb", "balance-alb")  # network.bonding.mode 0…6
-LACP = 4
-BOND_SETTINGS = (("TransmitHashPolicy", "layer3+4"), ("MIIMonitorSec", ".1"),
-                 ("UpDelaySec", ".2"), ("DownDelaySec", ".2"))
+LACP = 4  # network.bonding.mode is the bonding driver's number: an index of BOND_MODES
+BOND_OPTIONS = BondOptions(transmit_hash_policy="layer3+4", mii_monitor_ms=100, up_delay_ms=200,
+                           down_delay_ms=200)
 BOND_PRIORITY = 5
 PRIVATE_IPV4_ROUTE = "10.0.0.0/8"
 SCALAR_ATTRIBUTES = {"PACKET_HOSTNAME": "hostname", "PACKET_PHONE_HOME_URL": "phone_home_url",
@@ -155,11 +153,10 @@ def parse_network(document: Dict[str, Any]) -> Tuple[List[NetworkInterface], Lis
                               routes=tuple(routes) if bond == first_bond else ())
              for bond in first_slave]
     mode = parse_bond_mode(network)
-    settings = BOND_SETTINGS + (("Mode", BOND_MODES[mode]),)
-    if mode == LACP:
-        settings += (("LACPTransmitRate", "fast"),)
+    options = BOND_OPTIONS._replace(mode=BOND_MODES[mode],
+                                    lacp_rate="fast" if mode == LACP else None)
     netdevs = [VirtualNetDev(name=bond, kind="bond", mac=mac, priority=BOND_PRIORITY,
-                             sections=(("Bond", settings),))
+                             bond=options)
                for bond, mac in first_slave.items()]
     return nics + bonds, netdevs
 

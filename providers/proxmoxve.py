@@ -82,4 +82,4 @@ class ProxmoxVEProvider(Provider):
             return [], []
         return self.once("network", lambda: nocloud.parse_network_config(
             self.files[nocloud.NETWORK_CONFIG], nocloud.NETWORK_CONFIG,
-            priority=UNIT_PRIORITY)), []
+            priority=UNIT_PRIORITY))

@@ -57,7 +57,7 @@ class VmwareProvider(Provider):
         network = fields.mapping(document.get("network"), "network")
         if network and "version" not in network:  # netplan itself has no version key
             network = {"version": 2, **network}
-        return nocloud.network_interfaces(network, fields, "network.", UNIT_PRIORITY), []
+        return nocloud.network_interfaces(network, fields, "network.", UNIT_PRIORITY)
 
 
 def guestinfo(key: str) -> Optional[bytes]:

@@ -9,10 +9,10 @@ import pytest
 
 from cl_metadata import networkd
 from cl_metadata.errors import InvalidMetadata
-from cl_metadata.model import NetworkInterface, Route, VirtualNetDev
+from cl_metadata.model import BondOptions, BridgeOptions, NetworkInterface, Route, VirtualNetDev
 
 HEADER = "# Written by cl-metadata from the platform's metadata; replaced on every run.\n"
-BOND_SETTINGS = (("Mode", "802.3ad"), ("LACPTransmitRate", "fast"))
+LACP = BondOptions(mode="802.3ad", lacp_rate="fast")
 
 
 def test_unit_matched_by_mac_with_canonical_values():
@@ -40,7 +40,7 @@ def test_bond_with_a_slave_an_unmanaged_nic_and_its_netdev():
                          routes=(Route("10.0.0.0/8", "10.0.0.0"),)),
     ]
     netdevs = [VirtualNetDev(name="bond0", kind="bond", mac="0c:c4:7a:e1:3d:d0", priority=5,
-                             sections=(("Bond", BOND_SETTINGS),))]
+                             bond=LACP)]
     assert networkd.render(interfaces, netdevs) == {
         "10-0c:c4:7a:e1:3d:d0.network": (HEADER + "\n[Match]\nMACAddress=0c:c4:7a:e1:3d:d0\n"
                                          "\n[Network]\nBond=bond0\n").encode(),
@@ -62,6 +62,90 @@ def test_unit_matched_by_name_with_dhcp():
         HEADER + "\n[Match]\nName=eth0\n\n[Network]\nDHCP=ipv4\n"
         "\n[Address]\nAddress=2001:db8::15/64\n"
         "\n[Route]\nDestination=::/0\nGateway=fe80::1\n").encode()}
+
+
+def test_an_interface_with_a_name_and_a_mac_is_matched_by_the_mac_alone():
+    # the name is the one the platform (cloud-init, Proxmox, KubeVirt) would give the NIC; the
+    # MAC is the NIC's own, so it alone decides which NIC the unit configures
+    interface = NetworkInterface(name="eth0", mac="FA:16:3E:4C:2D:7A", priority=20, dhcp="yes")
+    assert networkd.render([interface], []) == {"20-fa:16:3e:4c:2d:7a.network": (
+        HEADER + "\n[Match]\nMACAddress=fa:16:3e:4c:2d:7a\n\n[Network]\nDHCP=yes\n").encode()}
+
+
+def test_bond_bridge_and_vlan_units():
+    interfaces = [
+        NetworkInterface(name="eth0", mac="00:11:22:33:44:55", bond="bond0"),
+        NetworkInterface(name="eth1", mac="00:11:22:33:44:56", bond="bond0"),
+        NetworkInterface(name="eth2", bridge="br0", vlans=("vlan100",)),
+        NetworkInterface(name="bond0", priority=5, vlans=("bond0.200",), dhcp="ipv6"),
+        NetworkInterface(name="bond0.200", priority=5, addresses=("192.168.200.10/24",)),
+        NetworkInterface(name="vlan100", priority=5, bridge="br0"),
+        NetworkInterface(name="br0", priority=5, addresses=("172.16.1.10/24",),
+                         routes=(Route("0.0.0.0/0", "172.16.1.1"),), nameservers=("1.1.1.1",)),
+    ]
+    netdevs = [
+        VirtualNetDev(name="bond0", kind="bond", mac="00:11:22:33:44:77", bond=BondOptions(
+            mode="802.3ad", transmit_hash_policy="layer2+3", lacp_rate="fast",
+            ad_select="bandwidth", mii_monitor_ms=100, up_delay_ms=2000, down_delay_ms=0,
+            min_links=1)),
+        VirtualNetDev(name="bond0.200", kind="vlan", vlan_id=200),
+        VirtualNetDev(name="vlan100", kind="vlan", vlan_id=100, mac="00:11:22:33:44:66"),
+        VirtualNetDev(name="br0", kind="bridge", bridge=BridgeOptions(
+            stp=True, priority=2048, forward_delay_ms=4000, hello_time_ms=2000,
+            max_age_ms=20000, ageing_time_ms=300000)),
+        VirtualNetDev(name="br1", kind="bridge", bridge=BridgeOptions(stp=False)),
+        VirtualNetDev(name="bond1", kind="bond"),  # the driver's defaults: no [Bond] section
+    ]
+    units = {name: text.decode() for name, text in networkd.render(interfaces, netdevs).items()}
+    assert units == {
+        "10-00:11:22:33:44:55.network":
+            HEADER + "\n[Match]\nMACAddress=00:11:22:33:44:55\n\n[Network]\nBond=bond0\n",
+        "10-00:11:22:33:44:56.network":
+            HEADER + "\n[Match]\nMACAddress=00:11:22:33:44:56\n\n[Network]\nBond=bond0\n",
+        "10-eth2.network":
+            HEADER + "\n[Match]\nName=eth2\n\n[Network]\nBridge=br0\nVLAN=vlan100\n",
+        "05-bond0.network":
+            HEADER + "\n[Match]\nName=bond0\n\n[Network]\nDHCP=ipv6\nVLAN=bond0.200\n",
+        "05-bond0.200.network":
+            HEADER + "\n[Match]\nName=bond0.200\n\n[Address]\nAddress=192.168.200.10/24\n",
+        "05-vlan100.network": HEADER + "\n[Match]\nName=vlan100\n\n[Network]\nBridge=br0\n",
+        "05-br0.network": (
+            HEADER + "\n[Match]\nName=br0\n\n[Network]\nDNS=1.1.1.1\n"
+            "\n[Address]\nAddress=172.16.1.10/24\n"
+            "\n[Route]\nDestination=0.0.0.0/0\nGateway=172.16.1.1\n"),
+        "05-bond0.netdev": (
+            HEADER + "\n[NetDev]\nName=bond0\nKind=bond\nMACAddress=00:11:22:33:44:77\n"
+            "\n[Bond]\nMode=802.3ad\nTransmitHashPolicy=layer2+3\nLACPTransmitRate=fast\n"
+            "AdSelect=bandwidth\nMIIMonitorSec=100ms\nUpDelaySec=2s\nDownDelaySec=0s\n"
+            "MinLinks=1\n"),
+        "05-bond0.200.netdev":
+            HEADER + "\n[NetDev]\nName=bond0.200\nKind=vlan\n\n[VLAN]\nId=200\n",
+        "05-vlan100.netdev": (
+            HEADER + "\n[NetDev]\nName=vlan100\nKind=vlan\nMACAddress=00:11:22:33:44:66\n"
+            "\n[VLAN]\nId=100\n"),
+        "05-br0.netdev": (
+            HEADER + "\n[NetDev]\nName=br0\nKind=bridge\n"
+            "\n[Bridge]\nSTP=yes\nPriority=2048\nForwardDelaySec=4s\nHelloTimeSec=2s\n"
+            "MaxAgeSec=20s\nAgeingTimeSec=300s\n"),
+        "05-br1.netdev": HEADER + "\n[NetDev]\nName=br1\nKind=bridge\n\n[Bridge]\nSTP=no\n",
+        "05-bond1.netdev": HEADER + "\n[NetDev]\nName=bond1\nKind=bond\n",
+    }
+
+
+def test_a_route_given_twice_is_written_once():
+    interface = NetworkInterface(name="eth0", routes=(
+        Route("10.0.0.0/8", "10.1.0.1"), Route("10.0.0.1/8", "10.1.0.1"),
+        Route("::/0", "2001:db8::1"), Route("::0/0", "2001:DB8::1")))
+    assert networkd.render([interface], []) == {"10-eth0.network": (
+        HEADER + "\n[Match]\nName=eth0\n"
+        "\n[Route]\nDestination=10.0.0.0/8\nGateway=10.1.0.1\n"
+        "\n[Route]\nDestination=::/0\nGateway=2001:db8::1\n").encode()}
+
+
+def test_two_netdevs_of_one_name_are_refused():
+    with pytest.raises(InvalidMetadata, match="netdev 1: a second netdev of the same name"):
+        networkd.render([], [VirtualNetDev(name="bond0", kind="bond"),
+                             VirtualNetDev(name="bond0", kind="bridge", priority=7)])
 
 
 def test_nothing_to_render():
@@ -102,18 +186,40 @@ BOND = VirtualNetDev(name="bond0", kind="bond")
     (None, VirtualNetDev(name="bond0\n[Network]", kind="bond"), "name"),
     (None, VirtualNetDev(name="bond0", kind="bond\nMode=balance-rr"), "kind"),
     (None, VirtualNetDev(name="bond0", kind="bond", mac="x\n"), "MAC address"),
-    (None, VirtualNetDev(name="bond0", kind="bond", sections=(("Bond]\n[Network", ()),)),
-     "section name"),
-    (None, VirtualNetDev(name="bond0", kind="bond", sections=(("Bond", (("Mode\n", "x"),)),)),
-     "setting name"),
+    (None, VirtualNetDev(name="bond0", kind="tunnel"), "kind is not one of bond, bridge, vlan"),
     (None, VirtualNetDev(name="bond0", kind="bond",
-                         sections=(("Bond", (("Mode", "802.3ad\n" + HOSTILE),)),)), "value"),
-    (None, VirtualNetDev(name="bond0", kind="bond", sections=(("Bond", (("Mode", "a b"),)),)),
-     "value"),
+                         bond=BondOptions(mode="802.3ad\n" + HOSTILE)), "bond mode"),
+    (None, VirtualNetDev(name="bond0", kind="bond", bond=BondOptions(mode="a b")), "bond mode"),
+    (None, VirtualNetDev(name="bond0", kind="bond", bond=BondOptions(transmit_hash_policy="l2")),
+     "transmit hash policy"),
+    (None, VirtualNetDev(name="bond0", kind="bond", bond=BondOptions(lacp_rate="1")),
+     "LACP rate"),
+    (None, VirtualNetDev(name="bond0", kind="bond", bond=BondOptions(mii_monitor_ms="100")),
+     "MII monitor interval"),
+    (None, VirtualNetDev(name="bond0", kind="bond", bond=BondOptions(up_delay_ms=-1)),
+     "up delay"),
+    (None, VirtualNetDev(name="bond0", kind="bond", bond=BondOptions(min_links=True)),
+     "min links"),
+    (None, VirtualNetDev(name="bond0", kind="bond", bond=(("Mode", "x"),)), "BondOptions"),
+    (None, VirtualNetDev(name="bond0", kind="bond", vlan_id=5), "settings of another kind"),
+    (None, VirtualNetDev(name="br0", kind="bridge", bridge=BridgeOptions(stp="yes")), "STP"),
+    (None, VirtualNetDev(name="br0", kind="bridge", bridge=BridgeOptions(priority=65536)),
+     "bridge priority"),
+    (None, VirtualNetDev(name="br0", kind="bridge",
+                         bridge=BridgeOptions(ageing_time_ms=24 * 3600 * 1000 + 1)), "ageing time"),
+    (None, VirtualNetDev(name="vlan5", kind="vlan"), "VLAN id"),
+    (None, VirtualNetDev(name="vlan5", kind="vlan", vlan_id=4095), "VLAN id"),
+    (None, VirtualNetDev(name="vlan5", kind="vlan", vlan_id="5\n[Network]"), "VLAN id"),
+    (NetworkInterface(mac=NIC.mac, bond="bond1"), None, "bond is not a bond netdev"),
+    (NetworkInterface(mac=NIC.mac, bridge="bond0"), None, "bridge is not a bridge netdev"),
+    (NetworkInterface(mac=NIC.mac, vlans=("vlan5\nDNS=6.6.6.6",)), None, "vlan is not an"),
+    (NetworkInterface(mac=NIC.mac, vlans="vlan5"), None, "vlans"),
+    (NetworkInterface(name="bond0", mac=NIC.mac), None, "virtual device is matched by name"),
 ])
 def test_values_that_could_change_a_unit_are_refused(interface, netdev, cause):
     with pytest.raises(InvalidMetadata) as info:
-        networkd.render([NIC, interface] if interface else [NIC], [netdev] if netdev else [])
+        networkd.render([NIC, interface] if interface else [NIC],
+                        [netdev] if netdev else [VirtualNetDev(name="bond0", kind="bond")])
     where = "interface 1" if interface else "netdev 0"
     assert info.value.source == "network units"
     assert info.value.cause.startswith(where + ": ") and cause in info.value.cause

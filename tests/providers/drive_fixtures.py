@@ -164,13 +164,15 @@ def sample_interfaces(priority: int):
     ]
 
 
-UNIT_BODIES = {
-    "eth0": ("\n[Match]\nName=eth0\n\n[Network]\nDNS=192.0.2.53\nDNS=2001:db8::53\n\n"
-             "[Address]\nAddress=10.0.1.15/24\n\n[Address]\nAddress=2001:db8:1:2::15/64\n\n"
-             "[Route]\nDestination=0.0.0.0/0\nGateway=10.0.1.1\n\n"
-             "[Route]\nDestination=::/0\nGateway=2001:db8:1:2::1\n"),
-    "eth1": ("\n[Match]\nName=eth1\n\n[Network]\nDNS=192.0.2.53\nDNS=2001:db8::53\n\n"
-             "[Address]\nAddress=10.130.0.15/16\n"),
+UNIT_BODIES = {  # named and matched by MAC: the drives' eth0/eth1 are other systems' names
+    "fa:16:3e:4c:2d:7a": (
+        "\n[Match]\nMACAddress=fa:16:3e:4c:2d:7a\n\n[Network]\nDNS=192.0.2.53\nDNS=2001:db8::53\n\n"
+        "[Address]\nAddress=10.0.1.15/24\n\n[Address]\nAddress=2001:db8:1:2::15/64\n\n"
+        "[Route]\nDestination=0.0.0.0/0\nGateway=10.0.1.1\n\n"
+        "[Route]\nDestination=::/0\nGateway=2001:db8:1:2::1\n"),
+    "fa:16:3e:4c:2d:7b": (
+        "\n[Match]\nMACAddress=fa:16:3e:4c:2d:7b\n\n[Network]\nDNS=192.0.2.53\nDNS=2001:db8::53\n\n"
+        "[Address]\nAddress=10.130.0.15/16\n"),
 }
 
 

@@ -132,6 +132,47 @@ def test_real_process_config_drive(tmp_path, agent_env):
     assert_sample_units(paths["units"], 20)
 
 
+def test_real_process_config_drive_with_a_bond_and_a_vlan(tmp_path, agent_env):
+    # network_data.json shaped like cloud-init's NETWORK_DATA_BOND fixture: unnamed links
+    network = {
+        "links": [
+            {"id": "eth0", "type": "phy", "ethernet_mac_address": "0c:c4:7a:34:6e:3c"},
+            {"id": "eth1", "type": "phy", "ethernet_mac_address": "0c:c4:7a:34:6e:3d"},
+            {"id": "bond0", "type": "bond", "bond_links": ["eth0", "eth1"], "bond_mode": "4",
+             "bond_miimon": 100, "ethernet_mac_address": "0c:c4:7a:34:6e:3c"},
+            {"id": "vlan2", "type": "vlan", "vlan_link": "bond0", "vlan_id": 602}],
+        "networks": [{"id": "n", "link": "vlan2", "type": "ipv4", "ip_address": "2.2.2.13",
+                      "netmask": "255.255.255.248",
+                      "routes": [{"network": "0.0.0.0", "netmask": "0.0.0.0",
+                                  "gateway": "2.2.2.9"}]}],
+        "services": [{"type": "dns", "address": "1.1.1.4"}],
+    }
+    paths = outputs(tmp_path)
+    root = write_drive(tmp_path, PLATFORM, replace={NETWORK: json.dumps(network).encode()})
+    result = run_on_drive(agent_env, PLATFORM, root, *output_args(paths))
+    assert result.returncode == 0, result.stderr
+    header = "# Written by cl-metadata from the platform's metadata; replaced on every run.\n"
+    assert {p.name: p.read_text() for p in paths["units"].iterdir()} == {
+        "20-0c:c4:7a:34:6e:3c.network":
+            header + "\n[Match]\nMACAddress=0c:c4:7a:34:6e:3c\n\n[Network]\nBond=bond0\n",
+        "20-0c:c4:7a:34:6e:3d.network":
+            header + "\n[Match]\nMACAddress=0c:c4:7a:34:6e:3d\n\n[Network]\nBond=bond0\n",
+        # the bond carries its first member's MAC: its own units sort first (15 < 20)
+        "15-bond0.netdev": header + "\n[NetDev]\nName=bond0\nKind=bond\n"
+                                    "MACAddress=0c:c4:7a:34:6e:3c\n"
+                                    "\n[Bond]\nMode=802.3ad\nMIIMonitorSec=100ms\n",
+        "15-bond0.network": header + "\n[Match]\nName=bond0\n\n[Network]\nVLAN=bond0.602\n",
+        "15-bond0.602.netdev": header + "\n[NetDev]\nName=bond0.602\nKind=vlan\n"
+                                        "\n[VLAN]\nId=602\n",
+        "15-bond0.602.network": header + "\n[Match]\nName=bond0.602\n\n[Network]\nDNS=1.1.1.4\n"
+                                         "\n[Address]\nAddress=2.2.2.13/29\n"
+                                         "\n[Route]\nDestination=0.0.0.0/0\nGateway=2.2.2.9\n",
+    }
+    assert paths["attributes"].read_text() == (  # the first static address: the VLAN's
+        "COREOS_KUBEVIRT_HOSTNAME=demo-1.example.internal\nCOREOS_KUBEVIRT_INSTANCE_ID=" + UUID +
+        "\nCOREOS_KUBEVIRT_INSTANCE_TYPE=m1.small\nCOREOS_KUBEVIRT_IPV4=2.2.2.13\n")
+
+
 def test_real_process_nocloud_with_missing_meta_data(tmp_path, agent_env):
     paths = outputs(tmp_path)
     root = write_drive(tmp_path, "nocloud", drop=["meta-data"])

@@ -15,6 +15,7 @@ from cl_metadata.errors import FetchError, InvalidMetadata
 from cl_metadata.fakeserver.faults import Fault
 from cl_metadata.fakeserver.instance import load_instance
 from cl_metadata.fakeserver.render import packet as render
+from cl_metadata.model import BondOptions
 from cl_metadata.providers.packet import PacketProvider
 
 from conftest import make_context, run_agent
@@ -57,8 +58,8 @@ UNITS = {
         "\n[Route]\nDestination=10.0.0.0/8\nGateway=10.130.0.1\n"),
     "05-bond0.netdev": (
         HEADER + "\n[NetDev]\nName=bond0\nKind=bond\nMACAddress=fa:16:3e:4c:2d:7a\n"
-        "\n[Bond]\nTransmitHashPolicy=layer3+4\nMIIMonitorSec=.1\nUpDelaySec=.2\n"
-        "DownDelaySec=.2\nMode=active-backup\n"),
+        "\n[Bond]\nMode=active-backup\nTransmitHashPolicy=layer3+4\nMIIMonitorSec=100ms\n"
+        "UpDelaySec=200ms\nDownDelaySec=200ms\n"),
 }
 
 
@@ -126,9 +127,9 @@ def test_the_process_writes_exact_bond_units(fake_server, agent_env, tmp_path):
 def test_lacp_bond_gets_a_fast_transmit_rate(fake_server):
     server = fake_server("packet")
     _, netdevs = provider(server).network()
-    assert [n.sections for n in netdevs] == [(("Bond", (
-        ("TransmitHashPolicy", "layer3+4"), ("MIIMonitorSec", ".1"), ("UpDelaySec", ".2"),
-        ("DownDelaySec", ".2"), ("Mode", "802.3ad"), ("LACPTransmitRate", "fast"))),)]
+    assert [n.bond for n in netdevs] == [BondOptions(
+        mode="802.3ad", transmit_hash_policy="layer3+4", lacp_rate="fast", mii_monitor_ms=100,
+        up_delay_ms=200, down_delay_ms=200)]
 
 
 def test_addresses_go_on_the_first_bond_only(fake_server):
