@@ -95,14 +95,25 @@ def fetch(provider: Provider, needs: Needs) -> Metadata:
 
 
 def _call_all(calls: Dict[str, Callable[[], object]]) -> Dict[str, object]:
+    """Every call's result, by name; the first call to fail ends the wait and raises.
+
+    A part fails only for good (a permanent error, or the deadline: the client retries
+    transient failures until then), and the run needs every part, so a part that already
+    failed is not left waiting behind another that is still retrying.
+    """
     if len(calls) <= 1:
         return {name: call() for name, call in calls.items()}
-    from concurrent.futures import ThreadPoolExecutor  # only runs with several parts need it
+    # only runs with several parts need threads
+    from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
     pool = ThreadPoolExecutor(max_workers=len(calls))
     try:
         futures = {name: pool.submit(call) for name, call in calls.items()}
-        return {name: future.result() for name, future in futures.items()}  # first error raises
+        done, _ = wait(futures.values(), return_when=FIRST_EXCEPTION)
+        for future in futures.values():  # of the failures known by now, the first asked for
+            if future in done and future.exception() is not None:
+                raise future.exception()
+        return {name: future.result() for name, future in futures.items()}
     finally:
         pool.shutdown(wait=False)  # on an error the others need not be waited for
 
