@@ -84,7 +84,7 @@ def fetch(provider: Provider, needs: Needs) -> Metadata:
         calls["hostname"] = provider.hostname
     if needs.network and NETWORK_UNITS in provider.features:
         calls["network"] = provider.network
-    log.info("%s: fetching %s", provider.id, ", ".join(calls).replace("_", " ") or "nothing")
+    log.debug("%s: fetching %s", provider.id, ", ".join(calls).replace("_", " ") or "nothing")
     results = _call_all(calls)
     interfaces, netdevs = results.get("network", ((), ()))
     return Metadata(attributes=results.get("attributes", {}),

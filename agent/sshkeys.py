@@ -176,12 +176,17 @@ def _home_path_problem(home: object) -> str:
 
 def lookup_user(name: str) -> pwd.struct_passwd:
     """The passwd entry of ``name``, refused (``OutputError``) when keys cannot go there safely:
-    unknown user, no home, home ``/``, home missing, home not owned by the user."""
+    unknown user, another user while not running as root (the writer could not become them),
+    no home, home ``/``, home missing, home not owned by the user."""
     target = _target(name)
     try:
         user = pwd.getpwnam(name)
     except (KeyError, ValueError, TypeError):
         raise OutputError("no such user", target=target) from None
+    euid = os.geteuid()
+    if euid not in (0, user.pw_uid):
+        raise OutputError(f"must run as root to write keys for another user (running as uid "
+                          f"{euid})", target=target)
     problem = _home_path_problem(user.pw_dir)
     if problem:
         raise OutputError(problem, target=target)
@@ -206,6 +211,24 @@ class _Refused(Exception):
     """A directory is not acceptable (symlink, wrong owner); the message says which."""
 
 
+def _not_owned(shown: str, owner: int, uid: int) -> str:
+    return f"{shown} is owned by uid {owner}, not by the user (uid {uid})"
+
+
+def _why_denied(name: str, parent_fd: int, uid: int, shown: str) -> str:
+    """The reason behind an EACCES on ``name``: the kernel's "Permission denied" alone does not
+    say which directory, nor that it belongs to someone else (a root-owned ``~/.ssh``)."""
+    try:
+        st = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return f"cannot create {shown}: permission denied"  # the parent is not writable
+    except OSError:
+        return f"{shown}: permission denied"  # the parent is not searchable either
+    if st.st_uid != uid:
+        return _not_owned(shown, st.st_uid, uid)
+    return f"{shown}: permission denied (mode {stat.S_IMODE(st.st_mode):04o})"
+
+
 def _open_owned_dir(name: str, parent_fd: int, uid: int, shown: str, *, create: bool) -> int:
     try:
         fd = fsutil.open_dir_nofollow(name, parent_fd, create_mode=DIR_MODE if create else None)
@@ -213,9 +236,12 @@ def _open_owned_dir(name: str, parent_fd: int, uid: int, shown: str, *, create: 
         raise _Refused(f"{shown} is a symbolic link; refusing to follow it") from None
     except NotADirectoryError:
         raise _Refused(f"{shown} is not a directory") from None
-    if os.fstat(fd).st_uid != uid:
+    except PermissionError:
+        raise _Refused(_why_denied(name, parent_fd, uid, shown)) from None
+    owner = os.fstat(fd).st_uid
+    if owner != uid:
         os.close(fd)
-        raise _Refused(f"{shown} is not owned by the user")
+        raise _Refused(_not_owned(shown, owner, uid))
     return fd
 
 

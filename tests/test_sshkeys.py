@@ -491,8 +491,54 @@ def test_ssh_dir_owned_by_another_user_is_refused(user):
     os.chmod(ssh, 0o777)  # even writable for the user: ownership is what counts
     with pytest.raises(OutputError) as caught:
         sshkeys.write_fragment(user, keys("ssh-ed25519"))
-    assert caught.value.cause == f"{user.pw_dir}/.ssh is not owned by the user"
+    assert caught.value.cause == (f"{user.pw_dir}/.ssh is owned by uid 0, not by the user "
+                                  f"(uid {user.pw_uid})")
     assert os.listdir(ssh) == []
+
+
+def _root_ssh_dir(user):
+    os.mkdir(os.path.join(user.pw_dir, ".ssh"), 0o700)  # root's, closed to the user
+
+
+def _root_keys_dir(user):
+    ssh = os.path.join(user.pw_dir, ".ssh")
+    os.mkdir(ssh, 0o700)
+    os.chown(ssh, user.pw_uid, user.pw_gid)
+    os.mkdir(os.path.join(ssh, "authorized_keys.d"), 0o700)
+
+
+def _closed_ssh_dir(user):
+    ssh = os.path.join(user.pw_dir, ".ssh")
+    os.mkdir(ssh)
+    os.chown(ssh, user.pw_uid, user.pw_gid)
+    os.chmod(ssh, 0)  # the user's own, but closed: only the user may reopen it
+
+
+def _read_only_home(user):
+    os.chmod(user.pw_dir, 0o555)
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("prepare, cause", [
+    (_root_ssh_dir, "{home}/.ssh is owned by uid 0, not by the user (uid {uid})"),
+    (_root_keys_dir,
+     "{home}/.ssh/authorized_keys.d is owned by uid 0, not by the user (uid {uid})"),
+    (_closed_ssh_dir, "{home}/.ssh: permission denied (mode 0000)"),
+    (_read_only_home, "cannot create {home}/.ssh: permission denied"),
+])
+def test_permission_denied_names_the_directory_and_why(user, prepare, cause):
+    # The kernel says only "Permission denied" (EACCES) to the dropped writer; the error must
+    # say which directory, and that it belongs to someone else when it does.
+    prepare(user)
+    before = snapshot(user.pw_dir)
+    for new_keys in (keys("ssh-ed25519"), []):  # writing and removing alike
+        if prepare is _read_only_home and not new_keys:
+            continue  # removing with no ~/.ssh is "absent", not an error
+        with pytest.raises(OutputError) as caught:
+            sshkeys.write_fragment(user, new_keys)
+        assert caught.value.cause == cause.format(home=user.pw_dir, uid=user.pw_uid)
+        assert caught.value.target == f"ssh keys for {user.pw_name}"
+    assert snapshot(user.pw_dir) == before
 
 
 @pytest.mark.root
@@ -572,6 +618,16 @@ def test_a_non_root_caller_cannot_write_for_another_user(user):
     assert outcome == (f"raised OutputError: ssh keys for {user.pw_name}: "
                        "must run as root to write keys for another user")
     assert os.listdir(user.pw_dir) == []
+
+
+@pytest.mark.root
+def test_lookup_refuses_another_user_unless_root_and_accepts_oneself(account):
+    # refused at lookup, so the run fails before the platform is asked
+    outcome = _in_child_as(65534, 65534, lambda: sshkeys.lookup_user(account.pw_name))
+    assert outcome == (f"raised OutputError: ssh keys for {account.pw_name}: must run as root to "
+                       "write keys for another user (running as uid 65534)")
+    assert _in_child_as(account.pw_uid, account.pw_gid,
+                        lambda: sshkeys.lookup_user(account.pw_name).pw_name) == account.pw_name
 
 
 @pytest.mark.root

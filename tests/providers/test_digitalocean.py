@@ -143,7 +143,7 @@ def test_a_document_that_cannot_be_read_fails_every_part(fake_server, fault, sta
     for part in ("attributes", "ssh_keys", "hostname", "network"):
         with pytest.raises(FetchError) as info:
             getattr(p, part)()
-        assert info.value.source == f"GET {server.url}{DOCUMENT}"
+        assert info.value.source == SOURCE
         assert info.value.status == status
     if status == 404:
         assert len(server.requests) == 1  # a 404 is final: not retried

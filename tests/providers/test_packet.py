@@ -167,7 +167,7 @@ def test_check_in_posts_an_empty_json_request_to_the_phone_home_url(fake_server)
 def test_the_process_checks_in(fake_server, agent_env):
     server = fake_server("packet")
     agent_env["CL_METADATA_ENDPOINT"] = server.url
-    result = run_agent("--provider", "packet", "--check-in", env=agent_env)
+    result = run_agent("--provider", "packet", "--check-in", "-v", env=agent_env)
     assert result.returncode == 0, result.stderr
     assert [(r["method"], r["path"], r["body"], r["headers"].get("Content-Type"))
             for r in server.requests] == [("GET", DOCUMENT, "", None),
@@ -221,7 +221,7 @@ def test_a_document_that_cannot_be_read_fails(fake_server, fault, status):
     for part in ("attributes", "ssh_keys", "hostname", "network", "check_in"):
         with pytest.raises(FetchError) as info:
             getattr(p, part)()
-        assert info.value.source == f"GET {server.url}{DOCUMENT}" and info.value.status == status
+        assert info.value.source == SOURCE and info.value.status == status
     assert all(r["method"] == "GET" for r in server.requests)
 
 

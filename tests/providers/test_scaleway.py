@@ -89,7 +89,7 @@ def test_the_process_writes_attributes_and_checks_in(fake_server, agent_env, tmp
     out = tmp_path / "attributes"
     result = run_agent("--provider", "scaleway", "--attributes", out, "--hostname",
                        tmp_path / "hostname", "--check-in", "--attributes-prefix", "AFTERBURN",
-                       env=agent_env)
+                       "-v", env=agent_env)
     assert result.returncode == 0, result.stderr
     assert out.read_text() == ATTRIBUTES.format(p="AFTERBURN")
     assert (tmp_path / "hostname").read_text() == "demo-1.example.internal\n"
@@ -120,7 +120,7 @@ def test_a_failing_check_in_fails(fake_server):
     server = fake_server("scaleway", faults=[Fault("/state", "status", 500)])
     with pytest.raises(FetchError) as info:
         provider(server, timeout=1.5).check_in()
-    assert info.value.source == f"PATCH {server.url}/state" and info.value.status == 500
+    assert info.value.source == "PATCH http://169.254.42.42/state" and info.value.status == 500
 
 
 @pytest.mark.parametrize("fault, statuses", [
@@ -144,7 +144,7 @@ def test_a_document_that_cannot_be_read_fails(fake_server, fault, status):
     for part in ("attributes", "ssh_keys", "hostname"):
         with pytest.raises(FetchError) as info:
             getattr(p, part)()
-        assert info.value.source == f"GET {server.url}{CONF}?format=json"
+        assert info.value.source == SOURCE
         assert info.value.status == status
 
 
