@@ -1,8 +1,12 @@
 """The ``cl-metadata`` command line, compatible with coreos-metadata and Afterburn.
 
 Accepts Go-style single-dash long flags (``-provider=ec2``, ``-cmdline``, ``-ssh-keys core``)
-and Afterburn's ``multi`` sub-command word. Exit status: 0 success, 1 the platform could not be
-read or an output could not be written, 2 usage error or unknown provider.
+and Afterburn's ``multi`` sub-command word. Exit status: 0 success (a platform without a
+metadata service, or none named with ``--settings``, is a success that does nothing), 1 the
+platform could not be read or an output could not be written, 2 usage error or unknown provider.
+
+The platform: the kernel command line (``--cmdline``), else ``--provider``, else the settings
+file's (``--settings``); ``auto`` means the one the firmware's DMI strings name.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from cl_metadata.errors import EXIT_FAILURE, EXIT_OK, CLMetadataError, UsageErro
 log = logging.getLogger("cl_metadata")
 
 TIMEOUT_ENV = "CL_METADATA_TIMEOUT"
+AUTO = "auto"  # --provider auto: the platform the firmware's DMI strings name
 
 
 class Terminated(BaseException):
@@ -42,6 +47,22 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see --help)")
 
 
+class _Once(argparse.Action):
+    """Store a flag's one value; a second occurrence is a usage error.
+
+    argparse's default is "the last one wins", so ``--provider aws --provider gcp`` would
+    silently ask gcp. Spellings sharing a destination (``--attributes`` and ``--output``) count
+    as one flag.
+    """
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        given = namespace.__dict__.setdefault("_given_once", set())
+        if self.dest in given:
+            raise argparse.ArgumentError(self, "given more than once; it takes one value")
+        given.add(self.dest)
+        setattr(namespace, self.dest, values)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="cl-metadata", formatter_class=_HelpFormatter,
@@ -49,28 +70,46 @@ def build_parser() -> argparse.ArgumentParser:
                     "attributes file, SSH keys, hostname and network units.",
         epilog="Other commands: 'cl-metadata providers' lists the platforms. Environment: "
                "CL_METADATA_ENDPOINT, CL_METADATA_CONFIG_DRIVE, CL_METADATA_CMDLINE, "
-               "CL_METADATA_TIMEOUT (see the README).")
-    parser.add_argument("--provider", metavar="ID", help="the platform id (see 'providers')")
+               "CL_METADATA_DMI_DIR, CL_METADATA_TIMEOUT (see the README).")
+    # Flags with one value use _Once: repeating them is an error. --ssh-keys is repeatable.
+    parser.add_argument("--provider", metavar="ID", action=_Once,
+                        help="the platform id (see 'providers'), or 'auto': the platform the "
+                             "firmware's DMI strings name")
     parser.add_argument("--cmdline", action="store_true",
                         help="read the platform id from the kernel command line "
                              "(ignition.platform.id, flatcar.oem.id, coreos.oem.id); "
                              "--provider then only serves as the fallback")
-    parser.add_argument("--attributes", "--output", metavar="FILE", dest="attributes",
+    parser.add_argument("--attributes", "--output", metavar="FILE", action=_Once,
+                        dest="attributes",
                         help="write the attributes (EnvironmentFile= format) to FILE")
-    parser.add_argument("--attributes-prefix", metavar="COREOS|AFTERBURN", default="COREOS",
-                        type=str.upper, choices=("COREOS", "AFTERBURN"),
+    parser.add_argument("--attributes-prefix", metavar="COREOS|AFTERBURN", action=_Once,
+                        default="COREOS", type=str.upper, choices=("COREOS", "AFTERBURN"),
                         help="prefix of attribute names (default COREOS)")
+    parser.add_argument("--attributes-flavor", metavar="coreos|flatcar|afterburn", action=_Once,
+                        choices=("coreos", "flatcar", "afterburn"),
+                        help="names and layout of the attributes file: Container Linux's "
+                             "(default), Flatcar's (also links 'coreos' to it) or Afterburn's")
+    parser.add_argument("--settings", metavar="FILE", action=_Once,
+                        help="the image's settings file (the units pass "
+                             "/etc/cl-metadata/cl-metadata.conf; missing = none): its provider "
+                             "is the last fallback, and with no platform named anywhere the "
+                             "run succeeds doing nothing")
     parser.add_argument("--ssh-keys", metavar="USER", action="append", default=[],
                         dest="ssh_keys", help="write USER's key fragment "
                         "~USER/.ssh/authorized_keys.d/cl-metadata (repeatable)")
-    parser.add_argument("--hostname", metavar="FILE", help="write the hostname to FILE")
-    parser.add_argument("--network-units", metavar="DIR",
+    parser.add_argument("--ssh-keys-default", action="store_true",
+                        help="write the key fragment of the settings file's ssh-users "
+                             "(default: core)")
+    parser.add_argument("--hostname", metavar="FILE", action=_Once,
+                        help="write the hostname to FILE")
+    parser.add_argument("--network-units", metavar="DIR", action=_Once,
                         help="write systemd-networkd units to DIR")
     parser.add_argument("--check-in", action="store_true",
                         help="report a successful boot to the platform, where it wants that")
-    parser.add_argument("--timeout", metavar="SECONDS", type=float, default=None,
+    parser.add_argument("--timeout", metavar="SECONDS", action=_Once, type=float, default=None,
                         help=f"deadline for the whole run (default ${TIMEOUT_ENV} or 60)")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="debug logging")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="also log the steps and requests (never bodies)")
     parser.add_argument("-V", "--version", action="version", version=f"cl-metadata {__version__}")
     parser.add_argument("--legacy-cli", action="store_true", help=argparse.SUPPRESS)
     return parser
@@ -103,24 +142,35 @@ def _timeout(value: Optional[float], environ: Mapping[str, str]) -> float:
     return value
 
 
-def select_provider(args, environ: Mapping[str, str], kernel: Optional[Mapping[str, str]]) -> str:
-    """The kernel command line wins over --provider, which is then the fallback."""
+def select_provider(args, environ: Mapping[str, str], kernel: Optional[Mapping[str, str]],
+                    settings=None) -> Optional[str]:
+    """The kernel command line (with --cmdline) wins over --provider, which wins over the
+    settings file's provider (with --settings).
+
+    None means no platform is named anywhere; that is only an answer with --settings (the
+    units: a plain image that names no platform boots cleanly). Without it, a usage error.
+    """
     from cl_metadata import cmdline
 
     if args.cmdline:
         found = cmdline.platform_id(kernel or {})
         if found:
             key, provider_id = found
-            log.info("platform %s from the kernel command line (%s)", provider_id, key)
+            log.debug("platform %s from the kernel command line (%s)", provider_id, key)
             return provider_id
-        if args.provider:
-            log.info("no platform id on the kernel command line; using --provider %s",
-                     args.provider)
-            return args.provider
+    if args.provider:
+        if args.cmdline:
+            log.debug("no platform id on the kernel command line; using --provider %s",
+                      args.provider)
+        return args.provider
+    if args.settings:
+        provider_id = settings.provider if settings is not None else None
+        log.debug("platform %s from the settings file %s", provider_id or "(none)",
+                  args.settings)
+        return provider_id
+    if args.cmdline:
         raise UsageError("no platform id on the kernel command line (looked for "
                          + ", ".join(cmdline.PLATFORM_KEYS) + ")")
-    if args.provider:
-        return args.provider
     raise UsageError("set --provider ID or --cmdline")
 
 
@@ -165,11 +215,16 @@ def main(argv: Optional[Sequence[str]] = None, environ: Mapping[str, str] = os.e
 
 
 def _run(args, environ: Mapping[str, str]) -> int:
-    from cl_metadata import cmdline, pipeline
+    from cl_metadata import cmdline, flavors, pipeline, registry, settings as image_settings
     from cl_metadata.context import Context
     from cl_metadata.deadline import Deadline
 
     deadline = Deadline(_timeout(args.timeout, environ))
+    if args.attributes_flavor and "attributes_prefix" in getattr(args, "_given_once", ()):
+        raise UsageError("--attributes-flavor sets the prefix; give one of it and "
+                         "--attributes-prefix, not both")
+    flavor = flavors.get(args.attributes_flavor or "coreos")
+    settings = image_settings.load(args.settings) if args.settings else image_settings.Settings()
     kernel = None
     if args.cmdline:
         try:
@@ -178,15 +233,42 @@ def _run(args, environ: Mapping[str, str]) -> int:
             if not args.provider:
                 raise
             log.warning("kernel command line unreadable; using --provider %s", args.provider)
-    job = pipeline.Job(provider_id=select_provider(args, environ, kernel),
-                       attributes_path=args.attributes, ssh_users=tuple(args.ssh_keys),
+    provider_id = select_provider(args, environ, kernel, settings)
+    if provider_id == AUTO:
+        from cl_metadata import dmi
+
+        provider_id = dmi.identify(environ)
+        if provider_id is None:
+            agent_log.notice("no platform: the firmware's DMI strings name none this agent "
+                             "knows; nothing to do")
+            return EXIT_OK
+    if provider_id is None:
+        agent_log.notice("no platform: neither the kernel command line, --provider nor the "
+                         "settings file %s names one; nothing to do", args.settings)
+        return EXIT_OK
+    if registry.has_no_metadata(provider_id):
+        agent_log.notice("%s: this platform has no metadata service; nothing to do",
+                         provider_id)
+        return EXIT_OK
+    provider_id = flavor.ids.get(provider_id, provider_id)
+    ssh_users = list(args.ssh_keys)
+    if args.ssh_keys_default:
+        ssh_users += [user for user in settings.ssh_users if user not in ssh_users]
+    prefix = flavor.prefix if args.attributes_flavor else args.attributes_prefix
+    link = flavors.link_path(flavor, args.attributes)
+    if link is not None:
+        flavors.check_link(link)  # before the platform is asked, like every output path
+    job = pipeline.Job(provider_id=provider_id,
+                       attributes_path=args.attributes, ssh_users=tuple(ssh_users),
                        hostname_path=args.hostname, network_units_dir=args.network_units,
-                       check_in=args.check_in, prefix=args.attributes_prefix)
+                       check_in=args.check_in, prefix=prefix)
     context = Context(deadline=deadline, environ=environ, kernel_cmdline=kernel)
     try:
         pipeline.run(job, context)
     finally:
         context.close()
+    if link is not None:
+        flavors.make_link(link, args.attributes)
     return EXIT_OK
 
 

@@ -16,15 +16,35 @@ PROC_CMDLINE = "/proc/cmdline"
 CMDLINE_ENV = "CL_METADATA_CMDLINE"
 PLATFORM_KEYS = ("ignition.platform.id", "flatcar.oem.id", "coreos.oem.id")
 
-# Container Linux OEM ids that never had a provider of the same name. Ids with a provider of
-# their own (ec2, gce, azure, openstack, packet, …) are never aliased: the id picks the era of
-# the attribute names (ec2 → COREOS_EC2_*, aws → AFTERBURN_AWS_*).
-OEM_ALIASES: Mapping[str, str] = {
+# Every platform id a Flatcar, Container Linux or Fedora CoreOS kernel command line can carry
+# that is not itself a provider id, and its one outcome: the provider that reads that platform,
+# or None for "this platform has no metadata service" (the run succeeds with a notice and
+# writes nothing). Ids with a provider of their own (ec2, gce, azure, openstack, packet, qemu, …)
+# are never listed: the id picks the era of the attribute names (ec2 → COREOS_EC2_*,
+# aws → AFTERBURN_AWS_*). README "Old OEM ids on the kernel command line" is this table.
+KERNEL_IDS: Mapping[str, Optional[str]] = {
     "cloudstack": "cloudstack-configdrive",  # what ct's drop-in selected for the OEM
-    "brightbox": "openstack-metadata",  # an EC2-compatible metadata service
+    "brightbox": "openstack-metadata",  # OpenStack-based: its EC2-compatible metadata service
     "rackspace": "openstack",  # OpenStack config drive
     "rackspace-onmetal": "openstack",
+    "metal": None,  # bare metal: Ignition's config comes from a URL, nothing serves metadata
+    "pxe": None,  # Flatcar's PXE images (Flatcar maps it to Ignition's metal)
+    "virtualbox": None,  # guest properties carry only Ignition's config
+    "vagrant": None,  # Container Linux's Vagrant OEM configured the box itself
+    "hyperv": None,  # Hyper-V KVP carries no instance metadata Afterburn or Ignition reads
+    "applehv": None,  # Apple Hypervisor: Ignition's config over vsock, nothing else
+    "zvm": None,  # z/VM reader device: Ignition's config only
+    "cloudsigma": None,  # Container Linux OEM with its own agent; no Afterburn provider
+    "interoute": None,
+    "niftycloud": None,
+    "ionoscloud": None,  # Ignition reads user-data only; no Afterburn provider
+    "none": None,  # an explicit "no platform" for drop-ins and the settings file
 }
+# the ids above that stand for a provider
+OEM_ALIASES: Mapping[str, str] = {oem: provider for oem, provider in KERNEL_IDS.items()
+                                  if provider is not None}
+# the ids above whose platform has no metadata service
+NO_METADATA_IDS = frozenset(oem for oem, provider in KERNEL_IDS.items() if provider is None)
 
 
 def tokenize(text: str) -> List[Tuple[str, str]]:

@@ -5,9 +5,11 @@ optional (an sdist needing a compiler and libsystemd), so each path has a pure-P
 
 * notify: one ``AF_UNIX``/``SOCK_DGRAM`` datagram to ``$NOTIFY_SOCKET`` (a leading ``@`` names
   the abstract namespace). No socket → nothing is sent and nothing fails.
-* journal: when ``$JOURNAL_STREAM`` says stderr already is the journal, plain lines with a
-  ``<N>`` syslog priority prefix (journald's SyslogLevelPrefix= convention). Only the native
-  path carries structured fields such as ``MESSAGE_ID``.
+* journal: when ``$JOURNAL_STREAM`` says stderr already is the journal and journald's socket
+  exists, entries in journald's native datagram protocol (``KEY=value`` lines; a value with a
+  newline as ``KEY``, newline, 64-bit little-endian length, bytes, newline), so ``MESSAGE_ID``
+  and the other fields arrive either way. Without the socket, or when a send fails, plain
+  lines with a ``<N>`` syslog priority prefix (journald's SyslogLevelPrefix= convention).
 
 systemd-python is imported only when the environment says we run under systemd, so an
 interactive run does not pay for the import.
@@ -20,17 +22,25 @@ import logging
 import os
 import re
 import socket
+import struct
 from typing import Any, Dict, Mapping, Optional
 
 SYSLOG_IDENTIFIER = "cl-metadata"
 
 # Stable ids for the milestones other tools look for (journalctl MESSAGE_ID=…, console hints).
-# Generated once with `systemd-id128 new`; never change them.
+# Ours were generated once with `systemd-id128 new`; the SSH-key ids are Afterburn's own, which
+# Fedora CoreOS's console login helper looks for to say whether keys were installed. Never
+# change them.
 MESSAGE_IDS: Dict[str, str] = {
     "attributes-written": "15ee4fb08adb4087abc53ef8c5f78735",
-    "ssh-keys-written": "72f9cfda3dcf4ee8a437e6bd64486761",
-    "ssh-keys-removed": "7e168b89df3c4ceaa71df7e2dae807bd",
+    "ssh-keys-written": "0f7d7a502f2d433caa1323440a6b4190",  # Afterburn: wrote keys
+    "ssh-keys-removed": "f8b91c53f5544868a3a10d0dcf68e9ea",  # Afterburn: removed keys
     "check-in-sent": "c10609fa69d34b3cb3f384ab520c2dbc",
+}
+# Afterburn's fields on its SSH-key entries, filled from ours (user → AFTERBURN_USER_NAME, …)
+AFTERBURN_FIELDS: Dict[str, Dict[str, str]] = {
+    kind: {"user": "AFTERBURN_USER_NAME", "path": "AFTERBURN_PATH"}
+    for kind in ("ssh-keys-written", "ssh-keys-removed")
 }
 
 # Event fields become journal fields CL_METADATA_<NAME> (user, path, provider: names, never values)
@@ -39,8 +49,8 @@ EVENT_FIELD = "CL_METADATA_EVENT"
 _FIELD_NAME = re.compile(r"[a-z][a-z0-9_]{0,40}\Z")
 
 # syslog priorities for the "<N>" prefix and the native PRIORITY field
-_PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3,
-             logging.CRITICAL: 2}
+_PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, 25: 5, logging.WARNING: 4, logging.ERROR: 3,
+             logging.CRITICAL: 2}  # 25: cl_metadata.log.NOTICE
 
 # libsystemd's fixed journal socket; sd_journal_send drops entries silently when it is missing
 JOURNALD_SOCKET = "/run/systemd/journal/socket"
@@ -125,14 +135,46 @@ def stderr_is_journal(environ: Mapping[str, str], stream: Any) -> bool:
 
 
 def native_journal() -> Optional[Any]:
-    """``systemd.journal`` when importable and journald's socket exists, else None."""
+    """Something with ``send(MESSAGE, **fields)`` when journald's socket exists, else None:
+    ``systemd.journal`` when importable, else ``SocketJournal``."""
     if not os.path.exists(JOURNALD_SOCKET):
         return None
-    return load_native("systemd.journal")
+    return load_native("systemd.journal") or SocketJournal(JOURNALD_SOCKET)
+
+
+class SocketJournal:
+    """journald's native protocol without systemd-python: one datagram per entry.
+
+    ``send`` has ``systemd.journal.send``'s shape and raises ``OSError`` when journald cannot
+    take the entry (the handler then writes the line to stderr instead).
+    """
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def send(self, MESSAGE: str, **fields: Any) -> None:  # noqa: N803 (systemd's field name)
+        entry = dict(fields, MESSAGE=MESSAGE)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.settimeout(_NOTIFY_SEND_TIMEOUT)
+            sock.sendto(encode_entry(entry), os.fsencode(self.path))
+
+
+def encode_entry(fields: Mapping[str, Any]) -> bytes:
+    """A native-protocol datagram; a value holding a newline gets the length-prefixed form."""
+    parts = []
+    for key, value in fields.items():
+        data = str(value).encode("utf-8", "replace")
+        name = key.encode("ascii")
+        if b"\n" in data:
+            parts.append(name + b"\n" + struct.pack("<Q", len(data)) + data + b"\n")
+        else:
+            parts.append(name + b"=" + data + b"\n")
+    return b"".join(parts)
 
 
 def event_fields(kind: Optional[str], fields: Mapping[str, Any]) -> Dict[str, str]:
-    """Journal fields for a milestone: MESSAGE_ID (known kinds), the kind, CL_METADATA_<NAME>.
+    """Journal fields for a milestone: MESSAGE_ID (known kinds), the kind, CL_METADATA_<NAME>,
+    and for the SSH-key milestones Afterburn's AFTERBURN_USER_NAME and AFTERBURN_PATH too.
 
     Field names that are not plain lower-case identifiers are dropped rather than mangled.
     """
@@ -144,6 +186,9 @@ def event_fields(kind: Optional[str], fields: Mapping[str, Any]) -> Dict[str, st
     for name, value in fields.items():
         if _FIELD_NAME.match(name) and value is not None:
             result[FIELD_PREFIX + name.upper()] = str(value)
+            alias = AFTERBURN_FIELDS.get(kind or "", {}).get(name)
+            if alias:
+                result[alias] = str(value)
     return result
 
 

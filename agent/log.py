@@ -10,6 +10,15 @@ Where lines go (decided once, in ``setup``):
   (``cl_metadata.journal``);
 - stderr is the journal otherwise → ``<N>message`` lines (journald reads the prefix);
 - otherwise → ``cl-metadata: [level: ]message`` lines for a person at a terminal.
+
+How much goes there (also decided in ``setup``):
+- by default on a terminal (or a pipe, a file): notices, warnings and errors only, so a failure
+  is exactly one line and a success prints nothing (a notice says a run had nothing to do:
+  no platform, or one without a metadata service);
+- by default on the journal: info as well, the boot's record of where the metadata came from
+  (config drive or metadata service) and what was written, sent or left alone, the milestones
+  with their MESSAGE_IDs among them;
+- with ``-v``: debug as well, wherever stderr goes: each step and request line (never a body).
 """
 
 from __future__ import annotations
@@ -23,6 +32,11 @@ from cl_metadata import journal
 
 LOGGER_NAME = "cl_metadata"
 log = logging.getLogger(LOGGER_NAME)
+
+# syslog's "notice" (5): a normal but significant condition, such as "no platform: nothing to
+# do". Between INFO and WARNING, so a terminal shows it and the journal files it at priority 5.
+NOTICE = 25
+logging.addLevelName(NOTICE, "NOTICE")
 
 
 class _StderrFormatter(logging.Formatter):
@@ -45,7 +59,7 @@ def stderr_is_journal(environ: Mapping[str, str] = os.environ, stream: Any = Non
 
 def setup(verbosity: int = 0, *, stream: Optional[TextIO] = None,
           environ: Optional[Mapping[str, str]] = None) -> None:
-    """Configure the agent's logger: INFO by default, DEBUG with ``-v``.
+    """Configure the agent's logger: DEBUG with ``-v``, else INFO on the journal, else NOTICE.
 
     ``stream`` and ``environ`` default to ``sys.stderr`` and ``os.environ`` (tests pass their own).
     """
@@ -60,15 +74,24 @@ def setup(verbosity: int = 0, *, stream: Optional[TextIO] = None,
         if native is not None:
             handler = journal.JournalHandler(native, fallback=stream_handler)
     log.handlers[:] = [handler]
-    log.setLevel(logging.DEBUG if verbosity > 0 else logging.INFO)
+    if verbosity > 0:
+        log.setLevel(logging.DEBUG)
+    else:
+        log.setLevel(logging.INFO if to_journal else NOTICE)
     log.propagate = False
 
 
 def event(kind: str, message: str, **fields: str) -> None:
     """A milestone (``attributes-written``, ``ssh-keys-written``, ``ssh-keys-removed``,
-    ``check-in-sent``). ``fields`` name users and paths, never values."""
+    ``check-in-sent``). ``fields`` name users and paths, never values; the SSH-key milestones
+    also carry Afterburn's MESSAGE_IDs and fields (see ``cl_metadata.journal``)."""
     log.info(message, extra={"cl_metadata_event": kind, "cl_metadata_fields": fields},
              stacklevel=2)  # the journal's CODE_FILE/CODE_LINE name the caller
+
+
+def notice(message: str, *args: object) -> None:
+    """A run that succeeds without doing anything worth a warning says why, once."""
+    log.log(NOTICE, message, *args, stacklevel=2)
 
 
 def status(text: str) -> None:

@@ -11,7 +11,7 @@ import importlib
 import logging
 from typing import Dict, List, NamedTuple, Optional, Type
 
-from cl_metadata.cmdline import OEM_ALIASES
+from cl_metadata.cmdline import NO_METADATA_IDS, OEM_ALIASES
 from cl_metadata.errors import UsageError
 
 log = logging.getLogger("cl_metadata")
@@ -37,6 +37,7 @@ BUILTIN: Dict[str, str] = {
     "ibmcloud-classic": _P + "ibmcloud_classic:IBMCloudClassicProvider",
     "kubevirt": _P + "kubevirt:KubeVirtProvider",
     "nocloud": _P + "nocloud:NoCloudProvider",
+    "nutanix": _P + "nutanix:NutanixProvider",
     "openstack": _P + "openstack:OpenStackProvider",
     "openstack-metadata": _P + "openstack_metadata:OpenStackMetadataProvider",
     "oraclecloud": _P + "oraclecloud:OracleCloudProvider",
@@ -102,6 +103,12 @@ def resolve_id(provider_id: str) -> str:
     return OEM_ALIASES.get(provider_id, provider_id)
 
 
+def has_no_metadata(provider_id: str) -> bool:
+    """True for an id whose platform has no metadata service (``metal``, ``virtualbox``, …):
+    a run for it succeeds with a notice and touches nothing."""
+    return provider_id not in BUILTIN and provider_id in NO_METADATA_IDS
+
+
 def get(provider_id: str) -> Entry:
     """The provider for ``provider_id`` (aliases applied); ``UsageError`` when unknown."""
     resolved = resolve_id(provider_id)
@@ -111,7 +118,8 @@ def get(provider_id: str) -> Entry:
     entry = _load_plugin(resolved, *plugin) if plugin else None
     if entry is None:
         raise UsageError(f"unknown provider {provider_id!r}; known providers: "
-                         + ", ".join(known_ids()))
+                         + ", ".join(known_ids()) + "; ids without a metadata service: "
+                         + ", ".join(sorted(NO_METADATA_IDS)))
     return entry
 
 

@@ -3,6 +3,7 @@ exact files, modes, owners, exit codes and what the server saw."""
 
 import json
 import os
+import shutil
 import signal
 import stat
 import subprocess
@@ -93,7 +94,7 @@ def test_cmdline_openstack_reads_the_drive_and_makes_no_request(fake_server, age
     (tmp_path / "cmdline").write_text("root=/dev/vda coreos.oem.id=openstack quiet\n")
     agent_env.update(CL_METADATA_ENDPOINT=server.url, CL_METADATA_CONFIG_DRIVE=str(drive))
     out = tmp_path / "attrs"
-    result = run_agent("--cmdline", "--attributes", out, env=agent_env)
+    result = run_agent("--cmdline", "--attributes", out, "-v", env=agent_env)
     assert result.returncode == 0, result.stderr
     assert out.read_text() == EXPECTED_ATTRIBUTES
     assert server.requests == []
@@ -178,7 +179,7 @@ def test_sigterm_mid_run_leaves_outputs_alone(fake_server, agent_env, tmp_path):
     out = tmp_path / "attrs"
     out.write_bytes(b"OLD=1\n")
     proc = subprocess.Popen([sys.executable, "-m", "cl_metadata", "--provider",
-                             "openstack-metadata", "--attributes", str(out)], env=agent_env,
+                             "openstack-metadata", "--attributes", str(out), "-v"], env=agent_env,
                             stderr=subprocess.PIPE, text=True)
     lines = []
     for line in proc.stderr:  # until the agent is waiting on the (delayed) platform
@@ -201,3 +202,111 @@ def test_python_dash_m_and_console_script_agree():
     assert version.returncode == 0 and version.stdout.startswith("cl-metadata ")
     assert subprocess.run([script, "--version"], capture_output=True,
                           text=True).stdout == version.stdout
+
+
+# --- what reaches stderr ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind, cause", [
+    ("dead endpoint", "connection refused"), ("HTTP 404", "HTTP 404"),
+    ("invalid JSON", "invalid JSON"), ("unknown provider", "unknown provider 'no-such-cloud'"),
+    ("bad flag", "unrecognized arguments: --bogus"),
+    ("repeated flag", "argument --timeout: given more than once"),
+])
+def test_a_failure_is_exactly_one_line(fake_server, agent_env, tmp_path, kind, cause):
+    # digitalocean's one document is required (every openstack-metadata item is optional)
+    provider = {"unknown provider": "no-such-cloud", "HTTP 404": "digitalocean"}.get(
+        kind, "openstack-metadata")
+    faults = {"HTTP 404": [Fault("/metadata/v1.json", "status", 404)],
+              "invalid JSON": [Fault("/openstack/2012-08-10/meta_data.json", "malformed", "{")]}
+    server = fake_server("digitalocean" if kind == "HTTP 404" else "openstack-metadata",
+                         faults=faults.get(kind, []))
+    agent_env["CL_METADATA_ENDPOINT"] = ("http://127.0.0.1:9" if kind == "dead endpoint"
+                                         else server.url)
+    extra = {"bad flag": ["--bogus"], "repeated flag": ["--timeout", "3"]}.get(kind, [])
+    out = tmp_path / "attrs"
+    result = run_agent("--provider", provider, "--attributes", out, "--timeout", "1", *extra,
+                       env=agent_env)
+    assert result.returncode == (1 if kind in ("dead endpoint", "HTTP 404", "invalid JSON")
+                                 else 2)
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("cl-metadata: error: ") and cause in result.stderr
+    assert not out.exists()
+
+
+@needs_root
+def test_a_success_prints_nothing_on_a_terminal_and_every_step_with_v(fake_server, agent_env,
+                                                                      tmp_path, throwaway_user):
+    server = fake_server("openstack-metadata")
+    agent_env["CL_METADATA_ENDPOINT"] = server.url
+    outputs = ["--attributes", tmp_path / "attrs", "--hostname", tmp_path / "hostname",
+               "--ssh-keys", throwaway_user.pw_name]
+    quiet = run_agent("--provider", "openstack-metadata", *outputs, env=agent_env)
+    assert (quiet.returncode, quiet.stderr) == (0, "")
+    verbose = run_agent("--provider", "openstack-metadata", *outputs, "-v", env=agent_env)
+    assert verbose.returncode == 0, verbose.stderr
+    lines = verbose.stderr.splitlines()
+    assert "cl-metadata: debug: openstack-metadata: fetching attributes, ssh keys, hostname" \
+        in lines
+    assert f"cl-metadata: wrote 6 attributes to {tmp_path / 'attrs'}" in lines
+    assert ALICE.split()[1] not in verbose.stderr and "10.0.1.15" not in verbose.stderr
+
+
+def test_on_the_journal_the_milestones_are_logged_but_not_the_steps(fake_server, agent_env,
+                                                                    tmp_path):
+    # A stand-in systemd package keeps systemd-python away: the <N>-prefixed stderr lines are
+    # what journald would read, and the host's journal is never written.
+    stub = tmp_path / "stub" / "systemd"
+    stub.mkdir(parents=True)
+    (stub / "__init__.py").write_text("raise ImportError('hidden by the test')\n")
+    agent_env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(stub.parent), agent_env.get("PYTHONPATH")) if p)
+    server = fake_server("openstack-metadata")
+    agent_env["CL_METADATA_ENDPOINT"] = server.url
+    out, stderr = tmp_path / "attrs", tmp_path / "stderr"
+    with open(stderr, "w") as f:
+        st = os.fstat(f.fileno())
+        agent_env["JOURNAL_STREAM"] = f"{st.st_dev}:{st.st_ino}"
+        result = subprocess.run([sys.executable, "-m", "cl_metadata", "--provider",
+                                 "openstack-metadata", "--attributes", str(out)], env=agent_env,
+                                stderr=f, timeout=60)
+    assert result.returncode == 0, stderr.read_text()
+    lines = stderr.read_text().splitlines()
+    assert f"<6>wrote 6 attributes to {out}" in lines
+    assert [line for line in lines if not line.startswith("<6>")] == []  # no debug, no warning
+    assert not any("fetching" in line for line in lines)
+
+
+# --- SSH keys for another user need root ----------------------------------------------------------
+
+@needs_root
+def test_ssh_keys_for_another_user_without_root_fail_before_any_request(fake_server, agent_env,
+                                                                        throwaway_user):
+    if shutil.which("setpriv") is None:
+        pytest.skip("setpriv (util-linux) is not installed")
+    server = fake_server("openstack-metadata")
+    agent_env["CL_METADATA_ENDPOINT"] = server.url
+    result = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m",
+         "cl_metadata", "--provider", "openstack-metadata", "--ssh-keys",
+         throwaway_user.pw_name], env=agent_env, capture_output=True, text=True, timeout=60)
+    assert server.requests == []  # refused before the platform was asked
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"cl-metadata: error: ssh keys for {throwaway_user.pw_name}: must run as root to write "
+        "keys for another user (running as uid 65534)\n")
+    assert os.listdir(throwaway_user.pw_dir) == []
+
+
+@needs_root
+def test_a_root_owned_ssh_dir_is_named_with_its_owner(fake_server, agent_env, throwaway_user):
+    ssh = os.path.join(throwaway_user.pw_dir, ".ssh")
+    os.mkdir(ssh, 0o700)  # root's: the dropped writer gets a bare EACCES opening it
+    server = fake_server("openstack-metadata")
+    agent_env["CL_METADATA_ENDPOINT"] = server.url
+    result = run_agent("--provider", "openstack-metadata", "--ssh-keys", throwaway_user.pw_name,
+                       env=agent_env)
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"cl-metadata: error: ssh keys for {throwaway_user.pw_name}: {ssh} is owned by uid 0, "
+        f"not by the user (uid {throwaway_user.pw_uid})\n")
+    assert os.listdir(ssh) == []

@@ -1,5 +1,7 @@
 """Command-line parsing, provider selection and exit codes (no platform is contacted)."""
 
+import os
+
 import pytest
 
 from cl_metadata import cli, registry
@@ -108,3 +110,103 @@ def test_bad_timeout_environment(capsys):
     assert cli.main(["--provider", "openstack-metadata", "--attributes", "/tmp/x"],
                     environ={"CL_METADATA_TIMEOUT": "soon"}) == 2
     assert "CL_METADATA_TIMEOUT" in capsys.readouterr().err
+
+
+# --- a flag that takes one value may be given once --------------------------------------------
+
+# Never a real platform: should a repeat slip through, the run meets a dead loopback port.
+SAFE_ENV = {"CL_METADATA_ENDPOINT": "http://127.0.0.1:9", "CL_METADATA_TIMEOUT": "1"}
+PROVIDER = ["--provider", "openstack-metadata"]
+
+
+@pytest.mark.parametrize("argv, flag", [
+    (["--provider", "aws", "--provider", "gcp"], "--provider"),
+    (["--provider", "aws", "--provider", "aws"], "--provider"),  # even the same value
+    (["-provider=aws", "-provider=gcp"], "--provider"),
+    (["-provider", "aws", "--provider=gcp"], "--provider"),
+    (PROVIDER + ["--attributes", "/tmp/a", "--attributes", "/tmp/b"], "--attributes/--output"),
+    (PROVIDER + ["--attributes", "/tmp/a", "--output", "/tmp/b"], "--attributes/--output"),
+    (PROVIDER + ["-output=/tmp/a", "-attributes=/tmp/b"], "--attributes/--output"),
+    (PROVIDER + ["--attributes=/tmp/a", "--attributes-prefix", "COREOS",
+                 "--attributes-prefix", "AFTERBURN"], "--attributes-prefix"),
+    (PROVIDER + ["--hostname", "/tmp/h1", "-hostname=/tmp/h2"], "--hostname"),
+    (PROVIDER + ["--network-units", "/tmp/n1", "--network-units", "/tmp/n2"],
+     "--network-units"),
+    (PROVIDER + ["--check-in", "--timeout", "5", "-timeout=9"], "--timeout"),
+])
+def test_a_single_value_flag_given_twice_is_a_usage_error(argv, flag, capsys):
+    assert cli.main(argv, environ=SAFE_ENV) == 2
+    assert capsys.readouterr().err == (
+        f"cl-metadata: error: argument {flag}: given more than once; it takes one value "
+        "(see --help)\n")
+
+
+def test_ssh_keys_and_switches_may_repeat():
+    args = parse("--cmdline", "--cmdline", "--provider", "aws", "--ssh-keys", "core",
+                 "-ssh-keys=alice", "--check-in", "--check-in", "-v", "-v")
+    assert (args.cmdline, args.provider, args.ssh_keys, args.check_in, args.verbose) == (
+        True, "aws", ["core", "alice"], True, 2)
+
+
+# --- how much reaches stderr ------------------------------------------------------------------
+
+def emit_every_level(verbosity, stream, environ):
+    from cl_metadata import log as agent_log
+
+    agent_log.setup(verbosity, stream=stream, environ=environ)
+    agent_log.log.debug("step")
+    agent_log.log.info("source")
+    agent_log.event("attributes-written", "milestone", path="/run/metadata/coreos")
+    agent_log.log.warning("dropped")
+    agent_log.log.error("failed")
+
+
+@pytest.mark.parametrize("verbosity, to_journal, expected", [
+    # a terminal (or pipe, file): warnings and errors only
+    (0, False, "cl-metadata: warning: dropped\ncl-metadata: error: failed\n"),
+    # the journal: the sources and milestones too
+    (0, True, "<6>source\n<6>milestone\n<4>dropped\n<3>failed\n"),
+    # -v: every step, anywhere
+    (1, False, "cl-metadata: debug: step\ncl-metadata: source\ncl-metadata: milestone\n"
+               "cl-metadata: warning: dropped\ncl-metadata: error: failed\n"),
+    (1, True, "<7>step\n<6>source\n<6>milestone\n<4>dropped\n<3>failed\n"),
+])
+def test_default_verbosity_depends_on_where_stderr_goes(verbosity, to_journal, expected,
+                                                         tmp_path, monkeypatch):
+    from cl_metadata import journal
+
+    monkeypatch.setattr(journal, "native_journal", lambda: None)  # the <N> lines, not journald
+    with open(tmp_path / "stderr", "w") as stream:
+        st = os.fstat(stream.fileno())
+        environ = {"JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino}"} if to_journal else {}
+        emit_every_level(verbosity, stream, environ)
+    assert (tmp_path / "stderr").read_text() == expected
+
+
+# --- the settings file as the last fallback ------------------------------------------------------
+
+@pytest.mark.parametrize("argv, kernel, settings_provider, expected", [
+    # the settings file's provider serves only when nothing else names a platform
+    (["--cmdline", "--settings", "/s"], {}, "auto", "auto"),
+    (["--cmdline", "--settings", "/s"], {"flatcar.oem.id": "ec2"}, "auto", "ec2"),
+    (["--cmdline", "--settings", "/s", "--provider", "gcp"], {}, "auto", "gcp"),
+    # with --settings, nothing named anywhere is "no platform", not a usage error
+    (["--cmdline", "--settings", "/s"], {}, None, None),
+    (["--settings", "/s"], None, "openstack", "openstack"),
+])
+def test_select_provider_with_settings(argv, kernel, settings_provider, expected):
+    from cl_metadata.settings import Settings
+
+    chosen = cli.select_provider(parse(*argv), {}, kernel, Settings(provider=settings_provider))
+    assert chosen == expected
+
+
+def test_new_flags_parse():
+    args = parse("--provider", "auto", "--settings", "/etc/x.conf", "--ssh-keys-default",
+                 "--attributes-flavor", "flatcar", "--attributes", "/run/metadata/flatcar")
+    assert (args.provider, args.settings, args.ssh_keys_default, args.attributes_flavor) == (
+        "auto", "/etc/x.conf", True, "flatcar")
+    with pytest.raises(UsageError, match="attributes-flavor"):
+        parse("--provider", "ec2", "--attributes-flavor", "fedora")
+    with pytest.raises(UsageError, match="more than once"):
+        parse("--settings", "/a", "--settings", "/b")

@@ -70,6 +70,7 @@ DRIVE_FACTS = {
     "kubevirt": {"uuid": "KUBEVIRT_INSTANCE_ID", "hostname": "KUBEVIRT_HOSTNAME"},
     "proxmoxve": {"instance_id": "PROXMOXVE_INSTANCE_ID", "hostname_short": "PROXMOXVE_HOSTNAME"},
     "nocloud": {"instance_id": "NOCLOUD_INSTANCE_ID", "hostname": "NOCLOUD_HOSTNAME"},
+    "nutanix": {"uuid": "NUTANIX_INSTANCE_UUID", "hostname": "NUTANIX_HOSTNAME"},
     "qemu": {"instance_id": "QEMU_INSTANCE_ID", "private": "QEMU_IPV4_LOCAL",
              "public": "QEMU_IPV4_PUBLIC", "hostname": "QEMU_HOSTNAME"},
 }

@@ -159,8 +159,9 @@ def test_journal_stream_lines_carry_syslog_priority_prefixes(fallback_only, tmp_
 def test_plain_lines_when_stderr_is_not_the_journal(fallback_only, tmp_path, journal_stream):
     environ = {} if journal_stream is None else {"JOURNAL_STREAM": journal_stream}
     with open(tmp_path / "stderr", "w+") as f:
-        emit_sample(0, f, environ)
+        emit_sample(1, f, environ)  # -v: at default verbosity a terminal gets warnings only
     assert (tmp_path / "stderr").read_text() == (
+        "cl-metadata: debug: looking at the kernel command line\n"
         "cl-metadata: wrote SSH keys for core\n"
         "cl-metadata: warning: key 2 skipped: unknown type\n"
         "cl-metadata: error: GET /latest/meta-data: status 503\n")
@@ -184,19 +185,25 @@ def test_message_ids_are_stable():
     # journalctl filters and console hints match these: changing one is a breaking change
     assert journal.MESSAGE_IDS == {
         "attributes-written": "15ee4fb08adb4087abc53ef8c5f78735",
-        "ssh-keys-written": "72f9cfda3dcf4ee8a437e6bd64486761",
-        "ssh-keys-removed": "7e168b89df3c4ceaa71df7e2dae807bd",
+        "ssh-keys-written": "0f7d7a502f2d433caa1323440a6b4190",  # Afterburn's
+        "ssh-keys-removed": "f8b91c53f5544868a3a10d0dcf68e9ea",  # Afterburn's
         "check-in-sent": "c10609fa69d34b3cb3f384ab520c2dbc",
     }
 
 
 def test_event_fields_name_user_and_path():
     assert journal.event_fields("ssh-keys-removed", {"user": "core", "path": KEY_PATH}) == {
-        "MESSAGE_ID": "7e168b89df3c4ceaa71df7e2dae807bd",
+        "MESSAGE_ID": "f8b91c53f5544868a3a10d0dcf68e9ea",
         "CL_METADATA_EVENT": "ssh-keys-removed",
         "CL_METADATA_USER": "core",
         "CL_METADATA_PATH": KEY_PATH,
+        # what Fedora CoreOS's console helper reads from Afterburn's entries
+        "AFTERBURN_USER_NAME": "core",
+        "AFTERBURN_PATH": KEY_PATH,
     }
+    # other milestones carry no Afterburn fields
+    assert "AFTERBURN_PATH" not in journal.event_fields("attributes-written",
+                                                        {"path": "/run/metadata/coreos"})
     # unknown kinds get no MESSAGE_ID; malformed field names are dropped, not mangled
     assert journal.event_fields("other", {"Bad Name": "x", "_hidden": "y", "provider": "aws"}) == {
         "CL_METADATA_EVENT": "other", "CL_METADATA_PROVIDER": "aws"}
@@ -218,7 +225,7 @@ def test_journal_handler_sends_structured_entries(tmp_path):
     fake = FakeJournalModule()
     with open(tmp_path / "stderr", "w+") as f:
         stream_handler = logging.StreamHandler(f)
-        log.setup(0, stream=f, environ={})
+        log.setup(0, stream=f, environ={"JOURNAL_STREAM": journal_stream_value(f)})
         log.log.handlers[:] = [journal.JournalHandler(fake, fallback=stream_handler)]
         log.event("check-in-sent", "reported the boot to azure", provider="azure")
         log.log.warning("slow metadata service")
@@ -302,8 +309,61 @@ def test_native_journal_entry_through_systemd_python(tmp_path):
     fields = parse_native_datagram(bytes.fromhex(report["datagram"]))
     assert {k: v for k, v in fields.items() if not k.startswith("CODE_")} == {
         "MESSAGE": "wrote SSH keys for core", "PRIORITY": "6",
-        "SYSLOG_IDENTIFIER": "cl-metadata", "MESSAGE_ID": "72f9cfda3dcf4ee8a437e6bd64486761",
+        "SYSLOG_IDENTIFIER": "cl-metadata", "MESSAGE_ID": "0f7d7a502f2d433caa1323440a6b4190",
         "CL_METADATA_EVENT": "ssh-keys-written", "CL_METADATA_USER": "core",
-        "CL_METADATA_PATH": KEY_PATH}
+        "CL_METADATA_PATH": KEY_PATH, "AFTERBURN_USER_NAME": "core", "AFTERBURN_PATH": KEY_PATH}
     assert fields["CODE_FILE"] == "<string>"  # the caller of log.event, not our handler
     assert stderr_file.read_text() == "<6>removed SSH keys for core\n"
+
+
+# --- the pure-Python native protocol (no systemd-python) ----------------------------------------
+
+@pytest.fixture
+def journald_socket(monkeypatch):
+    """A datagram socket standing in for journald's, at a path of our own."""
+    directory = tempfile.mkdtemp(prefix="clm-journal-")
+    path = os.path.join(directory, "socket")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(5)
+    monkeypatch.setattr(journal, "JOURNALD_SOCKET", path)
+    yield sock
+    sock.close()
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_without_systemd_python_ssh_key_entries_still_carry_afterburn_fields(
+        fallback_only, journald_socket, tmp_path):
+    with open(tmp_path / "stderr", "w+") as f:
+        log.setup(0, stream=f, environ={"JOURNAL_STREAM": journal_stream_value(f)})
+        assert isinstance(log.log.handlers[0], journal.JournalHandler)
+        log.event("ssh-keys-written", "wrote 1 ssh keys for core", user="core", path=KEY_PATH)
+    fields = parse_native_datagram(journald_socket.recv(1 << 20))
+    assert {k: v for k, v in fields.items() if not k.startswith("CODE_")} == {
+        "MESSAGE": "wrote 1 ssh keys for core", "PRIORITY": "6",
+        "SYSLOG_IDENTIFIER": "cl-metadata", "MESSAGE_ID": "0f7d7a502f2d433caa1323440a6b4190",
+        "CL_METADATA_EVENT": "ssh-keys-written", "CL_METADATA_USER": "core",
+        "CL_METADATA_PATH": KEY_PATH, "AFTERBURN_USER_NAME": "core", "AFTERBURN_PATH": KEY_PATH}
+    assert fields["CODE_FUNC"] == (
+        "test_without_systemd_python_ssh_key_entries_still_carry_afterburn_fields")
+    assert (tmp_path / "stderr").read_text() == ""  # the entry went to journald, not stderr
+
+
+def test_native_datagram_frames_a_value_with_a_newline():
+    data = journal.encode_entry({"MESSAGE": "two\nlines", "PRIORITY": "5"})
+    assert data == b"MESSAGE\n" + struct.pack("<Q", 9) + b"two\nlines\nPRIORITY=5\n"
+    assert parse_native_datagram(data) == {"MESSAGE": "two\nlines", "PRIORITY": "5"}
+
+
+def test_unreachable_journald_socket_falls_back_to_prefixed_lines(fallback_only, monkeypatch,
+                                                                 tmp_path):
+    stale = tmp_path / "socket"
+    stale.write_text("")  # exists, but nobody listens: the send fails
+    monkeypatch.setattr(journal, "JOURNALD_SOCKET", str(stale))
+    with open(tmp_path / "stderr", "w+") as f:
+        log.setup(0, stream=f, environ={"JOURNAL_STREAM": journal_stream_value(f)})
+        log.event("ssh-keys-removed", "removed the key fragment of core", user="core",
+                  path=KEY_PATH)
+        log.notice("no platform; nothing to do")
+    assert (tmp_path / "stderr").read_text() == (
+        "<6>removed the key fragment of core\n<5>no platform; nothing to do\n")

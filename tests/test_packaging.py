@@ -29,9 +29,14 @@ REPO = Path(__file__).resolve().parents[1]
 UNITS = REPO / "units"
 VERSION = cl_metadata.__version__
 UNIT_FILES = ["cl-metadata.service", "cl-metadata-sshkeys@.service", "cl-metadata-sshkeys.target",
-              "cl-metadata-checkin.service", "cl-metadata-firstboot-checkin.service"]
+              "cl-metadata-sshkeys.service", "cl-metadata-checkin.service",
+              "cl-metadata-firstboot-checkin.service", "afterburn.service"]
 ALIASES = {"coreos-metadata.service": "cl-metadata.service",
-           "coreos-metadata-sshkeys@.service": "cl-metadata-sshkeys@.service"}
+           "coreos-metadata-sshkeys@.service": "cl-metadata-sshkeys@.service",
+           "afterburn-sshkeys@.service": "cl-metadata-sshkeys@.service",
+           "afterburn-sshkeys.target": "cl-metadata-sshkeys.target",
+           "afterburn-checkin.service": "cl-metadata-checkin.service",
+           "afterburn-firstboot-checkin.service": "cl-metadata-firstboot-checkin.service"}
 DEB_UNIT_DIR = "/lib/systemd/system"  # bookworm's debhelper only handles units there
 # every file in units/ → where the .deb puts it
 DEB_PLACES = dict(
@@ -94,6 +99,8 @@ def test_deb_contains_module_binary_units_tmpfiles_and_sshd_drop_in(deb, tmp_pat
         assert members.get(path) == "", f"{path} missing from {deb.name}"
     for alias, target in ALIASES.items():
         assert members[f"{DEB_UNIT_DIR}/{alias}"] == target
+    # every unit's Documentation= names this file, so it stays uncompressed
+    assert members.get("/usr/share/doc/cl-metadata/README.md") == ""
     # shipped bytes are the repository's
     run(["dpkg-deb", "-x", str(deb), str(tmp_path)]).check_returncode()
     for source, place in DEB_PLACES.items():
@@ -121,11 +128,13 @@ def test_deb_maintainer_scripts_never_start_stop_or_restart_units(deb, tmp_path)
     assert (tmp_path / "conffiles").read_text().split() == [
         "/etc/ssh/sshd_config.d/90-cl-metadata.conf"]
     postinst = scripts["postinst"]
-    for unit in ("cl-metadata-sshkeys.target", "cl-metadata-checkin.service",
-                 "cl-metadata-firstboot-checkin.service"):
+    for unit in ("cl-metadata-sshkeys.target", "cl-metadata-sshkeys.service",
+                 "cl-metadata-checkin.service", "cl-metadata-firstboot-checkin.service"):
         assert f"deb-systemd-helper enable '{unit}'" in postinst
-    # the attributes unit is only re-enabled where an administrator had enabled it
+    # the attributes unit is only re-enabled where an administrator had enabled it;
+    # afterburn.service has no [Install] section: nothing to enable
     assert "deb-systemd-helper --quiet was-enabled 'cl-metadata.service'" in postinst
+    assert "afterburn.service" not in postinst
     assert "systemd-tmpfiles ${DPKG_ROOT:+--root=\"$DPKG_ROOT\"} --create cl-metadata.conf" in postinst
 
 
@@ -245,8 +254,8 @@ def test_install_enables_keys_and_check_in_units_but_not_the_attributes_unit(ins
     assert enabled_links(installed_root) == {
         "multi-user.target.wants/cl-metadata-sshkeys.target":
             f"{DEB_UNIT_DIR}/cl-metadata-sshkeys.target",
-        "cl-metadata-sshkeys.target.requires/cl-metadata-sshkeys@core.service":
-            f"{DEB_UNIT_DIR}/cl-metadata-sshkeys@.service",
+        "cl-metadata-sshkeys.target.requires/cl-metadata-sshkeys.service":
+            f"{DEB_UNIT_DIR}/cl-metadata-sshkeys.service",
         "multi-user.target.wants/cl-metadata-checkin.service":
             f"{DEB_UNIT_DIR}/cl-metadata-checkin.service",
         "multi-user.target.wants/cl-metadata-firstboot-checkin.service":

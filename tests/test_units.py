@@ -19,34 +19,22 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 UNITS = REPO / "units"
 BINARY = "/usr/bin/cl-metadata"
-SERVICES = ["cl-metadata.service", "cl-metadata-sshkeys@.service", "cl-metadata-checkin.service",
-            "cl-metadata-firstboot-checkin.service"]
+SERVICES = ["cl-metadata.service", "cl-metadata-sshkeys.service", "cl-metadata-sshkeys@.service",
+            "cl-metadata-checkin.service", "cl-metadata-firstboot-checkin.service",
+            "afterburn.service"]
 UNIT_FILES = SERVICES + ["cl-metadata-sshkeys.target"]
+KEY_UNITS = ["cl-metadata-sshkeys.service", "cl-metadata-sshkeys@.service"]
 # what the packages ship next to the units (packaging/debian/cl-metadata.links, the spec)
 ALIASES = {"coreos-metadata.service": "cl-metadata.service",
-           "coreos-metadata-sshkeys@.service": "cl-metadata-sshkeys@.service"}
+           "coreos-metadata-sshkeys@.service": "cl-metadata-sshkeys@.service",
+           "afterburn-sshkeys@.service": "cl-metadata-sshkeys@.service",
+           "afterburn-sshkeys.target": "cl-metadata-sshkeys.target",
+           "afterburn-checkin.service": "cl-metadata-checkin.service",
+           "afterburn-firstboot-checkin.service": "cl-metadata-firstboot-checkin.service"}
 AGENT_DEADLINE = 60  # the agent's default overall deadline, seconds
-
-# Platforms whose provider writes SSH keys (providers.md §1 gating table, plus kubevirt which
-# upstream forgot), per kernel command line key the agent reads.
-def _key_platforms():
-    """Every provider id that has SSH keys, from the registry: the unit's list cannot drift from
-    the code (upstream forgot kubevirt)."""
-    from cl_metadata import registry
-    from cl_metadata.providers.base import SSH_KEYS
-    return {pid for pid in registry.BUILTIN if SSH_KEYS in registry.get(pid).provider.features}
-
-
-SSH_KEY_CONDITIONS = {
-    "ignition.platform.id": _key_platforms(),
-    "flatcar.oem.id": {
-        "akamai", "azure", "brightbox", "cloudstack", "digitalocean", "ec2", "exoscale", "gce",
-        "hetzner", "kubevirt", "openstack", "packet", "proxmoxve", "scaleway", "vultr"},
-    "coreos.oem.id": {
-        "azure", "brightbox", "cloudstack", "digitalocean", "ec2", "gce", "openstack", "packet",
-        "rackspace", "rackspace-onmetal"},
-}
-
+SETTINGS = "--settings=/etc/cl-metadata/cl-metadata.conf"
+KILL_SWITCH = "!cl-metadata=disabled"
+DOCUMENTATION = "file:/usr/share/doc/cl-metadata/README.md"
 
 def parse_unit(path: Path) -> Dict[str, List[Tuple[str, str]]]:
     """Sections → (key, value) pairs in order; repeated keys kept (systemd's list semantics)."""
@@ -136,9 +124,12 @@ def systemctl(root: Path, *args: str) -> subprocess.CompletedProcess:
 # --- systemd's verifier -------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", [
-    "cl-metadata.service", "cl-metadata-sshkeys@core.service", "cl-metadata-sshkeys.target",
-    "cl-metadata-checkin.service", "cl-metadata-firstboot-checkin.service",
-    "coreos-metadata.service", "coreos-metadata-sshkeys@core.service"])
+    "cl-metadata.service", "cl-metadata-sshkeys.service", "cl-metadata-sshkeys@core.service",
+    "cl-metadata-sshkeys.target", "cl-metadata-checkin.service",
+    "cl-metadata-firstboot-checkin.service", "afterburn.service",
+    "coreos-metadata.service", "coreos-metadata-sshkeys@core.service",
+    "afterburn-sshkeys@core.service", "afterburn-sshkeys.target", "afterburn-checkin.service",
+    "afterburn-firstboot-checkin.service"])
 def test_unit_passes_systemd_analyze_verify_without_any_warning(root, name):
     result = verify(root, name)
     assert result.returncode == 0, result.stderr
@@ -196,7 +187,8 @@ def test_every_service_is_a_bounded_oneshot_after_network_online(name):
     timeout = single(u, "Service", "TimeoutStartSec")
     assert timeout.isdigit() and AGENT_DEADLINE < int(timeout) <= 3 * AGENT_DEADLINE
     assert single(u, "Service", "NotifyAccess") == "main"  # else STATUS= lines are dropped
-    assert single(u, "Service", "Environment") == "CL_METADATA_OPT_PROVIDER=--cmdline"
+    assert values(u, "Service", "Environment")[0] == "CL_METADATA_OPT_PROVIDER=--cmdline"
+    assert SETTINGS in single(u, "Service", "ExecStart").split()  # the image's settings
     assert "network-online.target" in single(u, "Unit", "Wants").split()
     assert "network-online.target" in single(u, "Unit", "After").split()
     assert values(u, "Install", "Alias") == []  # see test_aliases_*: shipped as symlinks
@@ -207,8 +199,12 @@ def test_attributes_unit():
     u = unit("cl-metadata.service")
     assert single(u, "Service", "ExecStart") == (
         "/usr/bin/cl-metadata ${CL_METADATA_OPT_PROVIDER} $COREOS_METADATA_OPT_PROVIDER"
-        " --attributes=/run/metadata/coreos")
-    assert values(u, "Unit", "ConditionKernelCommandLine") == []  # consumers decide
+        f" {SETTINGS} $CL_METADATA_OPT_ATTRIBUTES")
+    # Flatcar's layout is one drop-in replacing this variable
+    assert values(u, "Service", "Environment") == [
+        "CL_METADATA_OPT_PROVIDER=--cmdline",
+        "CL_METADATA_OPT_ATTRIBUTES=--attributes=/run/metadata/coreos"]
+    assert values(u, "Unit", "ConditionKernelCommandLine") == [KILL_SWITCH]  # consumers decide
     assert single(u, "Install", "RequiredBy") == "metadata.target"
     assert values(u, "Install", "WantedBy") == []  # pulled in, never enabled by itself
     assert single(u, "Service", "ProtectSystem") == "strict"
@@ -221,43 +217,88 @@ def test_ssh_keys_template():
     u = unit("cl-metadata-sshkeys@.service")
     assert single(u, "Service", "ExecStart") == (
         "/usr/bin/cl-metadata ${CL_METADATA_OPT_PROVIDER} $COREOS_METADATA_OPT_PROVIDER"
-        " --ssh-keys=%i")
+        f" {SETTINGS} --ssh-keys=%i")
     assert single(u, "Install", "DefaultInstance") == "core"
     assert single(u, "Install", "RequiredBy") == "cl-metadata-sshkeys.target"
     assert values(u, "Install", "Also") == []
     assert values(u, "Service", "ProtectHome") == []  # writes into home directories
-    conditions = values(u, "Unit", "ConditionKernelCommandLine")
-    assert all(c.startswith("|") for c in conditions)  # OR-ed
-    found: Dict[str, set] = {}
-    for condition in conditions:
-        key, _, platform = condition[1:].partition("=")
-        found.setdefault(key, set()).add(platform)
-    assert found == SSH_KEY_CONDITIONS
-    # every legacy OEM id listed stands for a provider that has keys (directly or by alias)
-    from cl_metadata import registry
-    for key in ("flatcar.oem.id", "coreos.oem.id"):
-        assert {registry.resolve_id(oem) for oem in found[key]} <= SSH_KEY_CONDITIONS[
-            "ignition.platform.id"], key
-    assert len(conditions) == sum(len(ids) for ids in SSH_KEY_CONDITIONS.values())  # no repeats
+
+
+def test_image_users_keys_unit():
+    u = unit("cl-metadata-sshkeys.service")
+    assert single(u, "Service", "ExecStart") == (
+        "/usr/bin/cl-metadata ${CL_METADATA_OPT_PROVIDER} $COREOS_METADATA_OPT_PROVIDER"
+        f" {SETTINGS} --ssh-keys-default")
+    assert single(u, "Install", "RequiredBy") == "cl-metadata-sshkeys.target"
+    assert values(u, "Service", "ProtectHome") == []
+
+
+@pytest.mark.parametrize("name", KEY_UNITS)
+def test_keys_units_need_no_kernel_command_line_and_come_before_logins(name):
+    u = unit(name)
+    # the agent decides (kernel command line, drop-in, settings file): no platform list here
+    assert values(u, "Unit", "ConditionKernelCommandLine") == [KILL_SWITCH]
+    assert set(single(u, "Unit", "Before").split()) == {
+        "sshd.service", "ssh.service", "systemd-user-sessions.service"}
+
+
+def test_afterburn_unit_writes_afterburns_file():
+    u = unit("afterburn.service")
+    assert single(u, "Service", "ExecStart") == (
+        "/usr/bin/cl-metadata ${CL_METADATA_OPT_PROVIDER} $AFTERBURN_OPT_PROVIDER"
+        f" {SETTINGS} --attributes-flavor=afterburn --attributes=/run/metadata/afterburn")
+    assert "Install" not in u  # pulled in by its consumers, never enabled
+    assert single(u, "Service", "ProtectSystem") == "strict"
+    assert single(u, "Service", "ReadWritePaths").split() == ["-/run/metadata",
+                                                              "-/run/cl-metadata"]
+
+
+@pytest.mark.parametrize("name", UNIT_FILES)
+def test_every_unit_has_documentation_and_the_kill_switch(name):
+    u = unit(name)
+    assert single(u, "Unit", "Documentation") == DOCUMENTATION
+    assert values(u, "Unit", "ConditionKernelCommandLine")[0] == KILL_SWITCH
+
+
+def test_fedora_coreos_consumer_unit_works_unchanged(root):
+    consumer = root / "etc/systemd/system/app.service"
+    consumer.write_text(
+        "[Unit]\nRequires=afterburn.service\nAfter=afterburn.service\n"
+        "[Service]\nEnvironmentFile=/run/metadata/afterburn\n"
+        f"ExecStart={BINARY} ${{AFTERBURN_AWS_IPV4_LOCAL}}\n")
+    result = verify(root, "app.service")
+    assert result.returncode == 0 and result.stdout + result.stderr == "", result.stderr
+
+
+def test_afterburn_names_enable_our_units(root):
+    assert systemctl(root, "preset", *UNIT_FILES).returncode == 0
+    # what Fedora CoreOS's Ignition configs and presets enable
+    result = systemctl(root, "enable", "afterburn-sshkeys@core.service",
+                       "afterburn-checkin.service")
+    assert result.returncode == 0, result.stderr
+    assert links(root)["cl-metadata-sshkeys.target.requires/cl-metadata-sshkeys@core.service"] == (
+        "/usr/lib/systemd/system/cl-metadata-sshkeys@.service")
+    for alias in ("afterburn-sshkeys.target", "afterburn-checkin.service"):
+        assert systemctl(root, "is-enabled", alias).stdout.strip() == "alias", alias
 
 
 def test_ssh_keys_target():
     u = unit("cl-metadata-sshkeys.target")
     assert single(u, "Install", "WantedBy") == "multi-user.target"
     assert values(u, "Install", "RequiredBy") == []  # a failed fetch must not fail the boot
-    assert single(u, "Install", "Also") == "cl-metadata-sshkeys@.service"
+    assert single(u, "Install", "Also") == "cl-metadata-sshkeys.service"
 
 
-@pytest.mark.parametrize("name, platforms, first_boot", [
-    ("cl-metadata-checkin.service", ["azure", "azurestack", "scaleway"], False),
-    ("cl-metadata-firstboot-checkin.service", ["packet"], True),
+@pytest.mark.parametrize("name, first_boot", [
+    ("cl-metadata-checkin.service", False),
+    ("cl-metadata-firstboot-checkin.service", True),
 ])
-def test_check_in_units(name, platforms, first_boot):
+def test_check_in_units(name, first_boot):
     u = unit(name)
     assert single(u, "Service", "ExecStart") == (
-        "/usr/bin/cl-metadata ${CL_METADATA_OPT_PROVIDER} --check-in")
-    assert values(u, "Unit", "ConditionKernelCommandLine") == [
-        f"|ignition.platform.id={p}" for p in platforms]
+        f"/usr/bin/cl-metadata ${{CL_METADATA_OPT_PROVIDER}} {SETTINGS} --check-in")
+    # no platform conditions: a platform named by the settings file or DMI checks in too
+    assert values(u, "Unit", "ConditionKernelCommandLine") == [KILL_SWITCH]
     assert values(u, "Unit", "ConditionFirstBoot") == (["yes"] if first_boot else [])
     # after the system is up (multi-user, boot-complete); an explicit After=multi-user.target
     # avoids Afterburn's ordering loop (coreos/afterburn#802)
@@ -297,8 +338,8 @@ def test_sshd_drop_in():
 PRESET_LINKS = {
     "multi-user.target.wants/cl-metadata-sshkeys.target":
         "/usr/lib/systemd/system/cl-metadata-sshkeys.target",
-    "cl-metadata-sshkeys.target.requires/cl-metadata-sshkeys@core.service":
-        "/usr/lib/systemd/system/cl-metadata-sshkeys@.service",
+    "cl-metadata-sshkeys.target.requires/cl-metadata-sshkeys.service":
+        "/usr/lib/systemd/system/cl-metadata-sshkeys.service",
     "multi-user.target.wants/cl-metadata-checkin.service":
         "/usr/lib/systemd/system/cl-metadata-checkin.service",
     "multi-user.target.wants/cl-metadata-firstboot-checkin.service":
@@ -308,9 +349,7 @@ PRESET_LINKS = {
 
 def test_preset_enables_keys_and_check_in_but_not_the_attributes_unit(root):
     # what %systemd_post does on Fedora-like systems
-    result = systemctl(root, "preset", "cl-metadata.service", "cl-metadata-sshkeys.target",
-                       "cl-metadata-sshkeys@.service", "cl-metadata-checkin.service",
-                       "cl-metadata-firstboot-checkin.service")
+    result = systemctl(root, "preset", *UNIT_FILES)
     assert result.returncode == 0, result.stderr
     assert links(root) == PRESET_LINKS
 

@@ -1,0 +1,24 @@
+"""nutanix: the ``config-2`` drive Nutanix AHV attaches for guest customization; no HTTP.
+
+``openstack/latest/meta_data.json`` as Nova writes it (shared with the openstack renderer),
+and no ``ec2/`` tree: AHV writes none.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List
+
+from ..instance import Instance
+from . import Route, json_document
+from .openstack import meta_data
+
+PLATFORMS = ("nutanix",)
+DRIVE_LABEL = "config-2"
+
+
+def routes(instance: Instance) -> List[Route]:
+    return []
+
+
+def drive_files(instance: Instance) -> Dict[str, bytes]:
+    return {"openstack/latest/meta_data.json": json_document(meta_data(instance))}

@@ -1,0 +1,64 @@
+"""Nutanix AHV: an OpenStack-layout ``config-2`` drive, and nothing else.
+
+AHV attaches the drive when the VM is created with guest customization; there is no metadata
+service, so unlike ``openstack`` the agent never falls back to HTTP (that would only wait for
+an address nobody answers). The drive carries ``openstack/latest/meta_data.json`` but no
+``ec2/`` tree:
+
+    uuid         → NUTANIX_INSTANCE_UUID
+    hostname     → NUTANIX_HOSTNAME and the hostname
+    public_keys  → SSH keys, sorted by key name
+
+No drive (a VM created without customization) is a success with nothing to write, as for
+``kubevirt`` and ``proxmoxve``; the warning says so.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Dict, List, Optional
+
+from cl_metadata import openstack_drive as openstack
+from cl_metadata.errors import ConfigDriveNotFound
+from cl_metadata.providers.base import ATTRIBUTES, HOSTNAME, SSH_KEYS, Provider
+
+log = logging.getLogger("cl_metadata")
+
+DRIVE_WAIT = 5.0  # seconds for udev to show the label
+
+META_DATA_FIELDS = {
+    "NUTANIX_INSTANCE_UUID": "uuid",
+    "NUTANIX_HOSTNAME": "hostname",
+}
+
+
+class NutanixProvider(Provider):
+    id = "nutanix"
+    description = "Nutanix AHV config-2 drive (none: nothing to do)"
+    source = "config drive"
+    features = frozenset({ATTRIBUTES, SSH_KEYS, HOSTNAME})
+
+    def __init__(self, context):
+        super().__init__(context)
+        self.meta_data_body: Optional[bytes] = None
+        try:
+            with context.config_drive(openstack.LABELS, wait=DRIVE_WAIT) as drive:
+                self.meta_data_body = drive.read(openstack.META_DATA)
+        except ConfigDriveNotFound:
+            log.warning("%s: no config-2 drive; nothing to do", self.id)
+
+    def _meta_data(self):
+        if self.meta_data_body is None:
+            return {}
+        return self.once("meta_data", lambda: openstack.parse_meta_data(self.meta_data_body))
+
+    def attributes(self) -> Dict[str, str]:
+        values = {name: openstack.meta_data_field(self._meta_data(), field)
+                  for name, field in META_DATA_FIELDS.items()}
+        return {name: value for name, value in values.items() if value is not None}
+
+    def hostname(self) -> Optional[str]:
+        return openstack.meta_data_field(self._meta_data(), "hostname") or None
+
+    def ssh_keys(self) -> List[str]:
+        return openstack.meta_data_keys(self._meta_data())
