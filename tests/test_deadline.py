@@ -105,7 +105,7 @@ def test_an_endpoint_up_late_but_in_time_is_read(agent_env, tmp_path):
         server.stop()
     for (status, stderr, elapsed), out in results:
         assert status == 0, stderr
-        assert elapsed < 4, elapsed
+        assert elapsed < 3 + 3, elapsed  # done by its deadline (+ start-up on a busy machine)
         assert out.read_text() == EXPECTED_ATTRIBUTES
 
 
