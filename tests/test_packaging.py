@@ -95,6 +95,7 @@ def test_deb_contains_module_binary_units_tmpfiles_and_sshd_drop_in(deb, tmp_pat
     site = "/usr/lib/python3/dist-packages/cl_metadata"
     for path in (f"{site}/__init__.py", f"{site}/cli.py", f"{site}/journal.py", f"{site}/log.py",
                  f"{site}/providers/__init__.py", "/usr/bin/cl-metadata",
+                 f"{site}/imageimport/cli.py", "/usr/bin/cl-metadata-import-image",
                  *DEB_PLACES.values()):
         assert members.get(path) == "", f"{path} missing from {deb.name}"
     for alias, target in ALIASES.items():
@@ -325,6 +326,7 @@ def test_rpm_files_cover_every_unit_file_and_alias(parsed_spec):
         assert f"%{{_unitdir}}/{name}" in files, name
     assert "%{_tmpfilesdir}/cl-metadata.conf" in files
     assert "%{_presetdir}/90-cl-metadata.preset" in files
+    assert "/usr/bin/cl-metadata-import-image" in files  # rpmspec -P expands %{_bindir}
     assert "%config(noreplace) /etc/ssh/sshd_config.d/90-cl-metadata.conf" in files
     for alias, target in ALIASES.items():
         assert re.search(rf"^ln -s {re.escape(target)} \S+%{{_unitdir}}/{re.escape(alias)}$",
