@@ -104,6 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="write the hostname to FILE")
     parser.add_argument("--network-units", metavar="DIR", action=_Once,
                         help="write systemd-networkd units to DIR")
+    parser.add_argument("--netplan-config", metavar="DIR", action=_Once,
+                        help="write a netplan document to DIR")
+    parser.add_argument("--networkmanager-profiles", metavar="DIR", action=_Once,
+                        help="write NetworkManager keyfiles to DIR")
     parser.add_argument("--check-in", action="store_true",
                         help="report a successful boot to the platform, where it wants that")
     parser.add_argument("--timeout", metavar="SECONDS", action=_Once, type=float, default=None,
@@ -261,6 +265,8 @@ def _run(args, environ: Mapping[str, str]) -> int:
     job = pipeline.Job(provider_id=provider_id,
                        attributes_path=args.attributes, ssh_users=tuple(ssh_users),
                        hostname_path=args.hostname, network_units_dir=args.network_units,
+                       netplan_dir=args.netplan_config,
+                       networkmanager_dir=args.networkmanager_profiles,
                        check_in=args.check_in, prefix=prefix)
     context = Context(deadline=deadline, environ=environ, kernel_cmdline=kernel)
     try:

@@ -1,5 +1,7 @@
-"""The OpenStack config-drive layout (``config-2``, providers.md §3.2) as ``powervs``,
-``ibmcloud-classic`` and ``kubevirt`` read it: ``meta_data.json`` and ``network_data.json``.
+"""The OpenStack config-drive layout (``config-2``) as ``openstack``, ``powervs``,
+``ibmcloud-classic``, ``kubevirt``, ``nutanix`` and ``cloudstack-configdrive`` read it:
+``meta_data.json`` and ``network_data.json`` (the metadata service serves the same
+``network_data.json``).
 
 ``network_data.json``: ``links[]`` (``id``, ``name``, ``type``, ``ethernet_mac_address``) are
 NICs, bonds (``bond_links`` naming member link ids, ``bond_mode``, ``bond_miimon``,
@@ -44,12 +46,14 @@ def meta_data_keys(meta: Dict[str, Any]) -> List[str]:
     return [line for name in sorted(keys) for line in formats.key_lines(keys[name])]
 
 
-def parse_network_data(body: Optional[bytes], *, priority: int = 10) -> Network:
-    """(interfaces, netdevs) of ``network_data.json``; none without the file."""
+def parse_network_data(body: Optional[bytes], *, priority: int = 10,
+                       source: str = NETWORK_DATA) -> Network:
+    """(interfaces, netdevs) of ``network_data.json``; none without the file. ``source`` names
+    the document in errors: the drive path, or ``GET <url>`` for the metadata service."""
     if body is None:
         return [], []
-    fields = Fields(NETWORK_DATA)
-    doc = fields.mapping(formats.json_document(body, NETWORK_DATA), "top level")
+    fields = Fields(source)
+    doc = fields.mapping(formats.json_document(body, source), "top level")
     topology = Topology(fields, priority)
     links = _links(doc, fields)
     global_dns = [fields.ip(service.get("address"), f"services[{i}].address")
@@ -133,7 +137,7 @@ def _add_network(state: Dict[str, list], net: Dict[str, Any], fields: Fields, at
     elif kind in ("ipv4_dhcp", "ipv6_dhcp"):
         state["dhcp"].append(kind)
     else:  # ipv6_slaac and friends: networkd accepts router advertisements by default
-        log.info("%s: %s: network type not configured by unit files", NETWORK_DATA, at)
+        log.info("%s: %s: network type not configured by unit files", fields.source, at)
     # routes and nameservers count on DHCP networks too: networkd keeps them beside DHCP's
     for j, route in enumerate(fields.items(net.get("routes"), at + ".routes")):
         r = f"{at}.routes[{j}]"

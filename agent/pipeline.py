@@ -1,8 +1,9 @@
 """One run: pick the provider, fetch what the outputs need, validate it all, then write.
 
 Nothing is written until everything was fetched and validated, so bad metadata leaves every
-existing output exactly as it was. Writes happen in Container Linux's order: attributes,
-SSH keys, hostname, network units; the check-in comes last.
+existing output exactly as it was (every network stack asked for is rendered before any file
+is written). Writes happen in Container Linux's order: attributes, SSH keys, hostname, network
+units, then the netplan document and NetworkManager profiles; the check-in comes last.
 """
 
 from __future__ import annotations
@@ -32,11 +33,19 @@ class Job(NamedTuple):
     network_units_dir: Optional[str] = None
     check_in: bool = False
     prefix: str = "COREOS"
+    netplan_dir: Optional[str] = None
+    networkmanager_dir: Optional[str] = None
+
+    def network_outputs(self) -> Dict[str, str]:
+        """Writer module name → directory, for each network stack asked for."""
+        dirs = {"networkd": self.network_units_dir, "netplan": self.netplan_dir,
+                "networkmanager": self.networkmanager_dir}
+        return {writer: directory for writer, directory in dirs.items() if directory is not None}
 
     def needs(self) -> Needs:
         return Needs(attributes=self.attributes_path is not None, ssh_keys=bool(self.ssh_users),
                      hostname=self.hostname_path is not None,
-                     network=self.network_units_dir is not None, check_in=self.check_in)
+                     network=bool(self.network_outputs()), check_in=self.check_in)
 
 
 def run(job: Job, context: Context) -> None:
@@ -45,7 +54,8 @@ def run(job: Job, context: Context) -> None:
     provider_id = entry.id
     if not needs.any():
         log.warning("%s: no output requested (--attributes, --ssh-keys, --hostname, "
-                    "--network-units, --check-in); nothing to do", provider_id)
+                    "--network-units, --netplan-config, --networkmanager-profiles, "
+                    "--check-in); nothing to do", provider_id)
         return
     users = []
     if job.ssh_users:  # refuse an unusable user before the platform is even asked
@@ -56,13 +66,13 @@ def run(job: Job, context: Context) -> None:
 
     # so is an output path that cannot be written (a symlink, no such directory, not writable)
     fsutil.check_outputs(files=(job.attributes_path, job.hostname_path),
-                         directories=(job.network_units_dir,))
+                         directories=tuple(job.network_outputs().values()))
 
     agent_log.status(f"reading {provider_id} metadata")
     try:
         with entry.provider(context) as provider:
             metadata = fetch(provider, needs)
-            hostname, keys, units = _validate(metadata, needs)
+            hostname, keys, units = _validate(metadata, needs, job)
             _write(job, provider, metadata, hostname, keys, units, users)
             if needs.check_in:
                 _check_in(provider)
@@ -118,7 +128,7 @@ def _call_all(calls: Dict[str, Callable[[], object]]) -> Dict[str, object]:
         pool.shutdown(wait=False)  # on an error the others need not be waited for
 
 
-def _validate(metadata: Metadata, needs: Needs):
+def _validate(metadata: Metadata, needs: Needs, job: Job):
     hostname = None
     if metadata.hostname:
         from cl_metadata import hostname as hostnames
@@ -131,11 +141,13 @@ def _validate(metadata: Metadata, needs: Needs):
         keys, warnings = sshkeys.validate_keys(metadata.ssh_keys)
         for warning in warnings:
             log.warning("%s", warning)
-    units: Dict[str, bytes] = {}
+    units: Dict[str, Dict[str, bytes]] = {}  # writer → file name → content
     if needs.network and (metadata.interfaces or metadata.netdevs):
-        from cl_metadata import networkd
+        import importlib
 
-        units = networkd.render(metadata.interfaces, metadata.netdevs)
+        for writer in job.network_outputs():  # every stack rendered before any is written
+            module = importlib.import_module(f"cl_metadata.{writer}")
+            units[writer] = module.render(metadata.interfaces, metadata.netdevs)
     return hostname, keys, units
 
 
@@ -159,14 +171,15 @@ def _write(job: Job, provider: Provider, metadata: Metadata, hostname, keys, uni
             from cl_metadata import hostname as hostnames
 
             hostnames.write(job.hostname_path, hostname)
-    if job.network_units_dir is not None:
-        if units:
-            from cl_metadata import networkd
+    for writer, directory in job.network_outputs().items():
+        if units.get(writer):
+            import importlib
 
-            networkd.write_files(job.network_units_dir, units)
+            importlib.import_module(f"cl_metadata.{writer}").write_files(directory,
+                                                                          units[writer])
         else:
             log.info("%s: the platform describes no network interfaces; nothing written to %s",
-                     provider.id, job.network_units_dir)
+                     provider.id, directory)
 
 
 def _check_in(provider: Provider) -> None:

@@ -13,6 +13,10 @@ item in ``cloudstack/metadata/``:
     vm_id.txt              CLOUDSTACK_VM_ID
     public_keys.txt        SSH keys, authorized_keys lines
 
+Interfaces come from ``openstack/latest/network_data.json``, which CloudStack writes beside
+(links, bonds and VLANs matched by MAC address, static and DHCP networks, routes, ``dns``
+services; see :mod:`cl_metadata.openstack_drive`); without it there are none.
+
 A missing file leaves its attribute out (a missing ``public_keys.txt`` means no keys, as in Go);
 an empty file is written as ``NAME=``. Values are stripped: upstream copied the file verbatim,
 trailing newline included, which broke ``EnvironmentFile=`` consumers. No hostname.
@@ -27,14 +31,15 @@ from __future__ import annotations
 import os
 from typing import Dict, List
 
-from cl_metadata import formats
+from cl_metadata import formats, openstack_drive
 from cl_metadata.errors import ConfigDriveError
-from cl_metadata.providers.base import ATTRIBUTES, SSH_KEYS, Provider
+from cl_metadata.providers.base import ATTRIBUTES, NETWORK_UNITS, SSH_KEYS, Provider
 
 LABELS = ("config-2", "CONFIG-2")
 PREMOUNTED = "/media/ConfigDrive"
 METADATA_DIR = "cloudstack/metadata"
 DRIVE_WAIT = 5.0  # seconds for udev to show the label; the drive is the only source
+UNIT_PRIORITY = 10
 
 ATTRIBUTE_FILES = {
     "CLOUDSTACK_AVAILABILITY_ZONE": METADATA_DIR + "/availability_zone.txt",
@@ -51,7 +56,7 @@ class CloudStackConfigDriveProvider(Provider):
     id = "cloudstack-configdrive"
     description = "CloudStack config drive (or /media/ConfigDrive)"
     source = "config drive"
-    features = frozenset({ATTRIBUTES, SSH_KEYS})
+    features = frozenset({ATTRIBUTES, SSH_KEYS, NETWORK_UNITS})
     unprefixed_attributes = ("CLOUDSTACK_LOCAL_HOSTNAME",)
 
     def __init__(self, context):
@@ -63,7 +68,8 @@ class CloudStackConfigDriveProvider(Provider):
                 raise ConfigDriveError("missing: not a CloudStack config drive",
                                        source=METADATA_DIR)
             self.files = {path: drive.read(path, optional=True)
-                          for path in (*ATTRIBUTE_FILES.values(), PUBLIC_KEYS)}
+                          for path in (*ATTRIBUTE_FILES.values(), PUBLIC_KEYS,
+                                       openstack_drive.NETWORK_DATA)}
 
     def attributes(self) -> Dict[str, str]:
         attributes = {}
@@ -75,3 +81,7 @@ class CloudStackConfigDriveProvider(Provider):
 
     def ssh_keys(self) -> List[str]:
         return formats.key_lines(formats.text(self.files[PUBLIC_KEYS], PUBLIC_KEYS))
+
+    def network(self):
+        return openstack_drive.parse_network_data(self.files[openstack_drive.NETWORK_DATA],
+                                                  priority=UNIT_PRIORITY)

@@ -9,6 +9,9 @@ an address nobody answers). The drive carries ``openstack/latest/meta_data.json`
     hostname     → NUTANIX_HOSTNAME and the hostname
     public_keys  → SSH keys, sorted by key name
 
+and ``openstack/latest/network_data.json``, the interfaces (static or DHCP networks, bonds and
+VLANs, matched by MAC address), when AHV writes one.
+
 No drive (a VM created without customization) is a success with nothing to write, as for
 ``kubevirt`` and ``proxmoxve``; the warning says so.
 """
@@ -20,11 +23,12 @@ from typing import Dict, List, Optional
 
 from cl_metadata import openstack_drive as openstack
 from cl_metadata.errors import ConfigDriveNotFound
-from cl_metadata.providers.base import ATTRIBUTES, HOSTNAME, SSH_KEYS, Provider
+from cl_metadata.providers.base import ATTRIBUTES, HOSTNAME, NETWORK_UNITS, SSH_KEYS, Provider
 
 log = logging.getLogger("cl_metadata")
 
 DRIVE_WAIT = 5.0  # seconds for udev to show the label
+UNIT_PRIORITY = 10
 
 META_DATA_FIELDS = {
     "NUTANIX_INSTANCE_UUID": "uuid",
@@ -36,14 +40,16 @@ class NutanixProvider(Provider):
     id = "nutanix"
     description = "Nutanix AHV config-2 drive (none: nothing to do)"
     source = "config drive"
-    features = frozenset({ATTRIBUTES, SSH_KEYS, HOSTNAME})
+    features = frozenset({ATTRIBUTES, SSH_KEYS, HOSTNAME, NETWORK_UNITS})
 
     def __init__(self, context):
         super().__init__(context)
         self.meta_data_body: Optional[bytes] = None
+        self.network_data_body: Optional[bytes] = None
         try:
             with context.config_drive(openstack.LABELS, wait=DRIVE_WAIT) as drive:
                 self.meta_data_body = drive.read(openstack.META_DATA)
+                self.network_data_body = drive.read(openstack.NETWORK_DATA, optional=True)
         except ConfigDriveNotFound:
             log.warning("%s: no config-2 drive; nothing to do", self.id)
 
@@ -62,3 +68,6 @@ class NutanixProvider(Provider):
 
     def ssh_keys(self) -> List[str]:
         return openstack.meta_data_keys(self._meta_data())
+
+    def network(self):
+        return openstack.parse_network_data(self.network_data_body, priority=UNIT_PRIORITY)

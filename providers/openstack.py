@@ -3,8 +3,10 @@
 Config drive (providers.md §3.2, attributes.md §2.7): label ``config-2`` (or ``CONFIG-2``),
 iso9660 or vfat. ``openstack/latest/meta_data.json`` gives the UUID, hostname and the
 ``public_keys`` map; the optional ``ec2/latest/meta-data.json`` gives the instance id, type and
-addresses. The drive is read once at construction and unmounted at once. No drive, or one that
-cannot be mounted, means the metadata service (``openstack-metadata``) answers instead.
+addresses; the optional ``openstack/latest/network_data.json`` the interfaces (static or DHCP
+networks, bonds and VLANs, matched by MAC address). The drive is read once at construction and
+unmounted at once. No drive, or one that cannot be mounted, means the metadata service
+(``openstack-metadata``) answers instead, interfaces included.
 """
 
 from __future__ import annotations
@@ -12,10 +14,10 @@ from __future__ import annotations
 import logging
 from typing import Dict, List, Optional
 
-from cl_metadata import formats
+from cl_metadata import formats, openstack_drive
 from cl_metadata.errors import ConfigDriveError, ConfigDriveNotFound
-from cl_metadata.providers.base import ATTRIBUTES, HOSTNAME, SSH_KEYS, Provider
-from cl_metadata.providers.openstack_metadata import OpenStackMetadataProvider
+from cl_metadata.providers.base import ATTRIBUTES, HOSTNAME, NETWORK_UNITS, SSH_KEYS, Provider
+from cl_metadata.providers.openstack_metadata import UNIT_PRIORITY, OpenStackMetadataProvider
 
 log = logging.getLogger("cl_metadata")
 
@@ -35,7 +37,7 @@ class OpenStackProvider(Provider):
     id = "openstack"
     description = "OpenStack config drive, else the metadata service"
     source = "config drive, else http"
-    features = frozenset({ATTRIBUTES, SSH_KEYS, HOSTNAME})
+    features = frozenset({ATTRIBUTES, SSH_KEYS, HOSTNAME, NETWORK_UNITS})
 
     def __init__(self, context):
         super().__init__(context)
@@ -46,6 +48,7 @@ class OpenStackProvider(Provider):
                                                      OPENSTACK_META_DATA)
                 ec2 = drive.read(EC2_META_DATA, optional=True)
                 self.ec2_meta_data = formats.json_object(ec2, EC2_META_DATA) if ec2 else {}
+                self.network_data = drive.read(openstack_drive.NETWORK_DATA, optional=True)
         except ConfigDriveNotFound:
             log.info("openstack: no config drive; using the metadata service")
             self.service = OpenStackMetadataProvider(context)
@@ -78,3 +81,8 @@ class OpenStackProvider(Provider):
         keys = formats.string_map(self.meta_data, "public_keys", OPENSTACK_META_DATA)
         # a JSON map has no meaningful order; sort by key name so runs are reproducible
         return [line for name in sorted(keys) for line in formats.key_lines(keys[name])]
+
+    def network(self):
+        if self.service:
+            return self.service.network()
+        return openstack_drive.parse_network_data(self.network_data, priority=UNIT_PRIORITY)

@@ -4,18 +4,25 @@ Protocol (providers.md §2 "openstack-metadata", attributes.md §2.7): plain-tex
 ``/latest/meta-data/``, no special headers; every item may be absent (404), e.g. ``public-ipv4``
 on a VM without a floating IP, and absence is never an error. An empty value is written as
 ``NAME=`` as Container Linux did. The instance UUID comes from the OpenStack JSON document.
+
+Interfaces come from ``/openstack/latest/network_data.json`` (links, bonds and VLANs matched by
+MAC address, static and DHCP networks, routes, ``dns`` services; see
+:mod:`cl_metadata.openstack_drive`), fetched only when a network output is asked for; a service
+without it (404) describes no interfaces.
 """
 
 from __future__ import annotations
 
 from typing import Dict, List, Optional
 
-from cl_metadata import formats
-from cl_metadata.providers.base import ATTRIBUTES, HOSTNAME, SSH_KEYS, Provider
+from cl_metadata import formats, openstack_drive
+from cl_metadata.providers.base import ATTRIBUTES, HOSTNAME, NETWORK_UNITS, SSH_KEYS, Provider
 
 BASE = "http://169.254.169.254"
 META_DATA = BASE + "/latest/meta-data/"
 OPENSTACK_DOCUMENT = BASE + "/openstack/2012-08-10/meta_data.json"
+NETWORK_DATA = BASE + "/openstack/latest/network_data.json"
+UNIT_PRIORITY = 10
 
 ATTRIBUTE_PATHS = {
     "OPENSTACK_HOSTNAME": "hostname",
@@ -30,7 +37,7 @@ class OpenStackMetadataProvider(Provider):
     id = "openstack-metadata"
     description = "OpenStack metadata service (EC2-compatible tree)"
     source = "http"
-    features = frozenset({ATTRIBUTES, SSH_KEYS, HOSTNAME})
+    features = frozenset({ATTRIBUTES, SSH_KEYS, HOSTNAME, NETWORK_UNITS})
 
     def attributes(self) -> Dict[str, str]:
         urls = [META_DATA + path for path in ATTRIBUTE_PATHS.values()]
@@ -60,6 +67,11 @@ class OpenStackMetadataProvider(Provider):
                 [(url, {"optional": True}) for url in key_urls])):
             keys.extend(formats.key_lines(formats.text(body, "GET " + url)))
         return keys
+
+    def network(self):
+        body = self.context.http.get(NETWORK_DATA, optional=True)
+        return openstack_drive.parse_network_data(body, priority=UNIT_PRIORITY,
+                                                  source="GET " + NETWORK_DATA)
 
 
 def parse_instance_uuid(body: Optional[bytes], source: str) -> Optional[str]:

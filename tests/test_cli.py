@@ -98,7 +98,7 @@ def test_providers_lists_ids_sources_and_features(capsys):
     lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
     assert "openstack" in lines and "openstack-metadata" in lines
     assert "config drive, else http" in lines["openstack"]
-    assert "attributes hostname ssh-keys" in lines["openstack-metadata"]
+    assert "attributes hostname network-units ssh-keys" in lines["openstack-metadata"]
 
 
 def test_no_output_requested_does_nothing(capsys):

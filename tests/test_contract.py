@@ -20,6 +20,9 @@ from conftest import make_context
 MACHINE = load_instance(os.path.join(os.path.dirname(__file__), "fixtures",
                                      "contract-instance.yaml"))
 KEYS = {key.key for key in MACHINE.ssh_keys}
+MACS = {nic.mac for nic in MACHINE.network_interfaces}
+PUBLIC_NIC_ONLY = {"hetzner"}  # its network-config describes the public NIC; private ones are
+# attributes
 
 # platform → {fact: attribute name}; facts: instance id (or uuid where the platform names its
 # machines by UUID), private IPv4, public IPv4, hostname. A platform without such an item in its
@@ -95,6 +98,15 @@ def check(provider_id, provider):
         assert set(provider.ssh_keys()) == KEYS
     if "hostname" in cls.features:
         assert provider.hostname() in (EXPECTED["hostname"], EXPECTED["hostname_short"])
+    if "network-units" in cls.features:  # the machine's NICs, matched by their MACs
+        interfaces, _ = provider.network()
+        macs = {i.mac for i in interfaces if i.mac}
+        if provider_id in PUBLIC_NIC_ONLY:
+            assert macs and macs < MACS, provider_id
+        else:
+            assert macs == MACS, provider_id
+            addresses = {a.split("/")[0] for i in interfaces for a in i.addresses}
+            assert MACHINE.local_ipv4 in addresses, provider_id
 
 
 def test_every_http_platform_is_in_the_contract():

@@ -472,7 +472,7 @@ def test_write_drive_directory_tree_and_contents(tmp_path):
     assert cli_main(["--write-drive", str(dest)]) == 0
     files = sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file())
     assert files == ["ec2/latest/meta-data.json", "openstack/latest/meta_data.json",
-                     "openstack/latest/user_data"]
+                     "openstack/latest/network_data.json", "openstack/latest/user_data"]
     assert json.loads((dest / "openstack/latest/meta_data.json").read_text()) == EXPECTED_META_DATA
     assert json.loads((dest / "ec2/latest/meta-data.json").read_text()) == {
         "instance-id": "i-0a1b2c3d4e5f60718",

@@ -9,19 +9,17 @@ import pytest
 
 from cl_metadata import networkd
 from cl_metadata.errors import InvalidMetadata
-from cl_metadata.model import BondOptions, BridgeOptions, NetworkInterface, Route, VirtualNetDev
+from cl_metadata.model import NetworkInterface, VirtualNetDev
+
+from network_fixtures import (BOND, BOND_AND_UNMANAGED, BOND_BRIDGE_VLAN, MAC_CANONICAL,
+                              NAME_AND_MAC, NAME_WITH_DHCP, NIC, REFUSED, ROUTE_GIVEN_TWICE,
+                              VLAN_ON_A_MAC)
 
 HEADER = "# Written by cl-metadata from the platform's metadata; replaced on every run.\n"
-LACP = BondOptions(mode="802.3ad", lacp_rate="fast")
 
 
 def test_unit_matched_by_mac_with_canonical_values():
-    interface = NetworkInterface(
-        mac="FA:16:3E:4C:2D:7A", nameservers=("192.0.2.53", "2001:DB8:0::53"),
-        addresses=("203.0.113.25/24", "2001:db8:1:2:0:0:0:15/64"),
-        routes=(Route("203.0.113.25/24", "203.0.113.1"), Route("0.0.0.0/0", "203.0.113.1"),
-                Route("::/0", "2001:db8:1:2::1")))
-    assert networkd.render([interface], []) == {"10-fa:16:3e:4c:2d:7a.network": (
+    assert networkd.render(*MAC_CANONICAL) == {"10-fa:16:3e:4c:2d:7a.network": (
         HEADER +
         "\n[Match]\nMACAddress=fa:16:3e:4c:2d:7a\n"
         "\n[Network]\nDNS=192.0.2.53\nDNS=2001:db8::53\n"
@@ -33,15 +31,7 @@ def test_unit_matched_by_mac_with_canonical_values():
 
 
 def test_bond_with_a_slave_an_unmanaged_nic_and_its_netdev():
-    interfaces = [
-        NetworkInterface(mac="0c:c4:7a:e1:3d:d0", bond="bond0"),
-        NetworkInterface(mac="0c:c4:7a:e1:3d:d1", unmanaged=True),
-        NetworkInterface(name="bond0", priority=5, addresses=("10.0.0.1/31",),
-                         routes=(Route("10.0.0.0/8", "10.0.0.0"),)),
-    ]
-    netdevs = [VirtualNetDev(name="bond0", kind="bond", mac="0c:c4:7a:e1:3d:d0", priority=5,
-                             bond=LACP)]
-    assert networkd.render(interfaces, netdevs) == {
+    assert networkd.render(*BOND_AND_UNMANAGED) == {
         "10-0c:c4:7a:e1:3d:d0.network": (HEADER + "\n[Match]\nMACAddress=0c:c4:7a:e1:3d:d0\n"
                                          "\n[Network]\nBond=bond0\n").encode(),
         "10-0c:c4:7a:e1:3d:d1.network": (HEADER + "\n[Match]\nMACAddress=0c:c4:7a:e1:3d:d1\n"
@@ -56,9 +46,7 @@ def test_bond_with_a_slave_an_unmanaged_nic_and_its_netdev():
 
 
 def test_unit_matched_by_name_with_dhcp():
-    interface = NetworkInterface(name="eth0", priority=20, dhcp="ipv4",
-                                 addresses=("2001:db8::15/64",), routes=(Route("::/0", "fe80::1"),))
-    assert networkd.render([interface], []) == {"20-eth0.network": (
+    assert networkd.render(*NAME_WITH_DHCP) == {"20-eth0.network": (
         HEADER + "\n[Match]\nName=eth0\n\n[Network]\nDHCP=ipv4\n"
         "\n[Address]\nAddress=2001:db8::15/64\n"
         "\n[Route]\nDestination=::/0\nGateway=fe80::1\n").encode()}
@@ -67,36 +55,12 @@ def test_unit_matched_by_name_with_dhcp():
 def test_an_interface_with_a_name_and_a_mac_is_matched_by_the_mac_alone():
     # the name is the one the platform (cloud-init, Proxmox, KubeVirt) would give the NIC; the
     # MAC is the NIC's own, so it alone decides which NIC the unit configures
-    interface = NetworkInterface(name="eth0", mac="FA:16:3E:4C:2D:7A", priority=20, dhcp="yes")
-    assert networkd.render([interface], []) == {"20-fa:16:3e:4c:2d:7a.network": (
+    assert networkd.render(*NAME_AND_MAC) == {"20-fa:16:3e:4c:2d:7a.network": (
         HEADER + "\n[Match]\nMACAddress=fa:16:3e:4c:2d:7a\n\n[Network]\nDHCP=yes\n").encode()}
 
 
 def test_bond_bridge_and_vlan_units():
-    interfaces = [
-        NetworkInterface(name="eth0", mac="00:11:22:33:44:55", bond="bond0"),
-        NetworkInterface(name="eth1", mac="00:11:22:33:44:56", bond="bond0"),
-        NetworkInterface(name="eth2", bridge="br0", vlans=("vlan100",)),
-        NetworkInterface(name="bond0", priority=5, vlans=("bond0.200",), dhcp="ipv6"),
-        NetworkInterface(name="bond0.200", priority=5, addresses=("192.168.200.10/24",)),
-        NetworkInterface(name="vlan100", priority=5, bridge="br0"),
-        NetworkInterface(name="br0", priority=5, addresses=("172.16.1.10/24",),
-                         routes=(Route("0.0.0.0/0", "172.16.1.1"),), nameservers=("1.1.1.1",)),
-    ]
-    netdevs = [
-        VirtualNetDev(name="bond0", kind="bond", mac="00:11:22:33:44:77", bond=BondOptions(
-            mode="802.3ad", transmit_hash_policy="layer2+3", lacp_rate="fast",
-            ad_select="bandwidth", mii_monitor_ms=100, up_delay_ms=2000, down_delay_ms=0,
-            min_links=1)),
-        VirtualNetDev(name="bond0.200", kind="vlan", vlan_id=200),
-        VirtualNetDev(name="vlan100", kind="vlan", vlan_id=100, mac="00:11:22:33:44:66"),
-        VirtualNetDev(name="br0", kind="bridge", bridge=BridgeOptions(
-            stp=True, priority=2048, forward_delay_ms=4000, hello_time_ms=2000,
-            max_age_ms=20000, ageing_time_ms=300000)),
-        VirtualNetDev(name="br1", kind="bridge", bridge=BridgeOptions(stp=False)),
-        VirtualNetDev(name="bond1", kind="bond"),  # the driver's defaults: no [Bond] section
-    ]
-    units = {name: text.decode() for name, text in networkd.render(interfaces, netdevs).items()}
+    units = {name: text.decode() for name, text in networkd.render(*BOND_BRIDGE_VLAN).items()}
     assert units == {
         "10-00:11:22:33:44:55.network":
             HEADER + "\n[Match]\nMACAddress=00:11:22:33:44:55\n\n[Network]\nBond=bond0\n",
@@ -133,13 +97,22 @@ def test_bond_bridge_and_vlan_units():
 
 
 def test_a_route_given_twice_is_written_once():
-    interface = NetworkInterface(name="eth0", routes=(
-        Route("10.0.0.0/8", "10.1.0.1"), Route("10.0.0.1/8", "10.1.0.1"),
-        Route("::/0", "2001:db8::1"), Route("::0/0", "2001:DB8::1")))
-    assert networkd.render([interface], []) == {"10-eth0.network": (
+    assert networkd.render(*ROUTE_GIVEN_TWICE) == {"10-eth0.network": (
         HEADER + "\n[Match]\nName=eth0\n"
         "\n[Route]\nDestination=10.0.0.0/8\nGateway=10.1.0.1\n"
         "\n[Route]\nDestination=::/0\nGateway=2001:db8::1\n").encode()}
+
+
+def test_a_vlan_on_a_nic_matched_by_mac():
+    assert networkd.render(*VLAN_ON_A_MAC) == {
+        "10-fa:16:3e:00:00:01.network": (HEADER + "\n[Match]\nMACAddress=fa:16:3e:00:00:01\n"
+                                         "\n[Network]\nVLAN=vlan602\n").encode(),
+        "05-vlan602.network": (HEADER + "\n[Match]\nName=vlan602\n\n[Network]\nDNS=1.1.1.4\n"
+                               "\n[Address]\nAddress=2.2.2.13/29\n"
+                               "\n[Route]\nDestination=0.0.0.0/0\nGateway=2.2.2.9\n").encode(),
+        "05-vlan602.netdev": (HEADER + "\n[NetDev]\nName=vlan602\nKind=vlan\n"
+                              "\n[VLAN]\nId=602\n").encode(),
+    }
 
 
 def test_two_netdevs_of_one_name_are_refused():
@@ -152,70 +125,7 @@ def test_nothing_to_render():
     assert networkd.render([], []) == {}
 
 
-HOSTILE = "6.6.6.6\n[Network]\nDNS=6.6.6.6"
-NIC = NetworkInterface(mac="fa:16:3e:4c:2d:7a")
-BOND = VirtualNetDev(name="bond0", kind="bond")
-
-
-@pytest.mark.parametrize("interface, netdev, cause", [
-    (NetworkInterface(mac="fa:16:3e:4c:2d:7a\n[Network]\nDNS=6.6.6.6"), None, "MAC address"),
-    (NetworkInterface(mac="fa:16:3e:4c:2d"), None, "MAC address"),
-    (NetworkInterface(name="eth0\nUnmanaged=no"), None, "name"),
-    (NetworkInterface(name="eth0/../x"), None, "name"),
-    (NetworkInterface(name="a-name-longer-than-15"), None, "name"),
-    (NetworkInterface(mac=NIC.mac, bond="bond0\n[Link]"), None, "bond"),
-    (NetworkInterface(mac=NIC.mac, addresses=("10.0.0.1]/24",)), None, "address 0"),
-    (NetworkInterface(mac=NIC.mac, addresses=("[2001:db8::1]/64",)), None, "address 0"),
-    (NetworkInterface(mac=NIC.mac, addresses=("10.0.0.1/24\n" + HOSTILE,)), None, "address 0"),
-    (NetworkInterface(mac=NIC.mac, addresses=("fe80::1%eth0/64",)), None, "address 0"),
-    (NetworkInterface(mac=NIC.mac, addresses=("10.0.0.1",)), None, "address 0"),
-    (NetworkInterface(mac=NIC.mac, addresses=("10.0.0.1/33",)), None, "address 0"),
-    (NetworkInterface(mac=NIC.mac, nameservers=("192.0.2.53\nDNS=6.6.6.6",)), None, "nameserver 0"),
-    (NetworkInterface(mac=NIC.mac, nameservers=("fe80::53%eth0",)), None, "nameserver 0"),
-    (NetworkInterface(mac=NIC.mac, routes=(Route("0.0.0.0/0\n[Route]", "10.0.0.1"),)), None,
-     "route 0"),
-    (NetworkInterface(mac=NIC.mac, routes=(Route("0.0.0.0/0", "10.0.0.1\n" + HOSTILE),)), None,
-     "route 0"),
-    (NetworkInterface(mac=NIC.mac, routes=(Route("::/0", "10.0.0.1"),)), None, "route 0"),
-    (NetworkInterface(mac=NIC.mac, dhcp="yes\nDNS=6.6.6.6"), None, "DHCP"),
-    (NetworkInterface(mac=NIC.mac, unmanaged="yes"), None, "unmanaged"),
-    (NetworkInterface(mac=NIC.mac, priority=100), None, "priority"),
-    (NetworkInterface(mac=NIC.mac, priority=-1), None, "priority"),
-    (NetworkInterface(mac=NIC.mac, priority=True), None, "priority"),
-    (NetworkInterface(), None, "neither a name nor a MAC"),
-    (None, VirtualNetDev(name="bond0\n[Network]", kind="bond"), "name"),
-    (None, VirtualNetDev(name="bond0", kind="bond\nMode=balance-rr"), "kind"),
-    (None, VirtualNetDev(name="bond0", kind="bond", mac="x\n"), "MAC address"),
-    (None, VirtualNetDev(name="bond0", kind="tunnel"), "kind is not one of bond, bridge, vlan"),
-    (None, VirtualNetDev(name="bond0", kind="bond",
-                         bond=BondOptions(mode="802.3ad\n" + HOSTILE)), "bond mode"),
-    (None, VirtualNetDev(name="bond0", kind="bond", bond=BondOptions(mode="a b")), "bond mode"),
-    (None, VirtualNetDev(name="bond0", kind="bond", bond=BondOptions(transmit_hash_policy="l2")),
-     "transmit hash policy"),
-    (None, VirtualNetDev(name="bond0", kind="bond", bond=BondOptions(lacp_rate="1")),
-     "LACP rate"),
-    (None, VirtualNetDev(name="bond0", kind="bond", bond=BondOptions(mii_monitor_ms="100")),
-     "MII monitor interval"),
-    (None, VirtualNetDev(name="bond0", kind="bond", bond=BondOptions(up_delay_ms=-1)),
-     "up delay"),
-    (None, VirtualNetDev(name="bond0", kind="bond", bond=BondOptions(min_links=True)),
-     "min links"),
-    (None, VirtualNetDev(name="bond0", kind="bond", bond=(("Mode", "x"),)), "BondOptions"),
-    (None, VirtualNetDev(name="bond0", kind="bond", vlan_id=5), "settings of another kind"),
-    (None, VirtualNetDev(name="br0", kind="bridge", bridge=BridgeOptions(stp="yes")), "STP"),
-    (None, VirtualNetDev(name="br0", kind="bridge", bridge=BridgeOptions(priority=65536)),
-     "bridge priority"),
-    (None, VirtualNetDev(name="br0", kind="bridge",
-                         bridge=BridgeOptions(ageing_time_ms=24 * 3600 * 1000 + 1)), "ageing time"),
-    (None, VirtualNetDev(name="vlan5", kind="vlan"), "VLAN id"),
-    (None, VirtualNetDev(name="vlan5", kind="vlan", vlan_id=4095), "VLAN id"),
-    (None, VirtualNetDev(name="vlan5", kind="vlan", vlan_id="5\n[Network]"), "VLAN id"),
-    (NetworkInterface(mac=NIC.mac, bond="bond1"), None, "bond is not a bond netdev"),
-    (NetworkInterface(mac=NIC.mac, bridge="bond0"), None, "bridge is not a bridge netdev"),
-    (NetworkInterface(mac=NIC.mac, vlans=("vlan5\nDNS=6.6.6.6",)), None, "vlan is not an"),
-    (NetworkInterface(mac=NIC.mac, vlans="vlan5"), None, "vlans"),
-    (NetworkInterface(name="bond0", mac=NIC.mac), None, "virtual device is matched by name"),
-])
+@pytest.mark.parametrize("interface, netdev, cause", REFUSED)
 def test_values_that_could_change_a_unit_are_refused(interface, netdev, cause):
     with pytest.raises(InvalidMetadata) as info:
         networkd.render([NIC, interface] if interface else [NIC],

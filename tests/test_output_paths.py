@@ -15,6 +15,7 @@ import uuid
 
 import pytest
 
+from cl_metadata.fakeserver.faults import Fault
 from conftest import IS_ROOT, needs_root, run_agent
 
 PROVIDER = "openstack-metadata"
@@ -261,9 +262,13 @@ def test_a_network_units_directory_needs_an_existing_parent_outside_run(server, 
     assert not (tmp_path / "etc").exists()
 
 
-def test_a_missing_network_units_directory_is_accepted_and_not_created_early(server, agent_env,
-                                                                             tmp_path):
-    # openstack-metadata describes no interfaces: nothing to write, and nothing created
+def test_a_missing_network_units_directory_is_accepted_and_not_created_early(fake_server,
+                                                                             agent_env, tmp_path):
+    # a service without network_data.json describes no interfaces: nothing to write, and
+    # nothing created
+    server = fake_server(PROVIDER, faults=[Fault("/openstack/latest/network_data.json",
+                                                 "status", 404)])
+    agent_env["CL_METADATA_ENDPOINT"] = server.url
     result = run_agent("--provider", PROVIDER, "--network-units", tmp_path / "units",
                        env=agent_env)
     assert result.returncode == 0, result.stderr

@@ -1,5 +1,6 @@
 """OpenStack ``network_data.json`` for the instance's interfaces (providers.md §3.2), shared by
-the ``config-2`` renderers that carry network configuration (ibmcloud-classic, kubevirt).
+the renderers that carry network configuration (the ``config-2`` drives of ibmcloud-classic,
+kubevirt, openstack, nutanix and cloudstack-configdrive, and OpenStack's metadata service).
 
 One ``phy`` link per interface (named when the interface has a name), a static ``ipv4`` and/or
 ``ipv6`` network with a default route via the gateway when one is given, ``ipv4_dhcp`` for an

@@ -5,8 +5,9 @@ writes them: ``availability_zone.txt``, ``cloud_identifier.txt``
 (``platform-data: {cloudstack-configdrive: {cloud-identifier: …}}``, default
 ``CloudStack-{<project-id>}``), ``instance_id.txt``, ``local_hostname.txt`` (first label of the
 hostname), ``service_offering.txt`` (instance type), ``vm_id.txt`` (uuid), ``public_keys.txt``;
-``cloudstack/userdata/user_data.txt`` when the instance has user-data. An absent instance field
-leaves its file out.
+``cloudstack/userdata/user_data.txt`` when the instance has user-data, and
+``openstack/latest/network_data.json`` when it has interfaces. An absent instance field leaves
+its file out.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from __future__ import annotations
 from typing import Dict, List, Optional
 
 from ..instance import Instance
-from . import Route
+from . import Route, json_document
+from ._network_data import network_data
 
 PLATFORMS = ("cloudstack-configdrive",)
 DRIVE_LABEL = "config-2"
@@ -44,4 +46,6 @@ def drive_files(instance: Instance) -> Dict[str, bytes]:
              for name, value in _values(instance).items() if value is not None}
     if instance.user_data is not None:
         files["cloudstack/userdata/user_data.txt"] = instance.user_data.encode("utf-8")
+    if instance.network_interfaces:
+        files["openstack/latest/network_data.json"] = json_document(network_data(instance))
     return files

@@ -1,7 +1,8 @@
 """nutanix: the ``config-2`` drive Nutanix AHV attaches for guest customization; no HTTP.
 
 ``openstack/latest/meta_data.json`` as Nova writes it (shared with the openstack renderer),
-and no ``ec2/`` tree: AHV writes none.
+and no ``ec2/`` tree: AHV writes none. ``openstack/latest/network_data.json`` describes the
+instance's interfaces when it has any.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from typing import Dict, List
 
 from ..instance import Instance
 from . import Route, json_document
+from ._network_data import network_data
 from .openstack import meta_data
 
 PLATFORMS = ("nutanix",)
@@ -21,4 +23,7 @@ def routes(instance: Instance) -> List[Route]:
 
 
 def drive_files(instance: Instance) -> Dict[str, bytes]:
-    return {"openstack/latest/meta_data.json": json_document(meta_data(instance))}
+    files = {"openstack/latest/meta_data.json": json_document(meta_data(instance))}
+    if instance.network_interfaces:
+        files["openstack/latest/network_data.json"] = json_document(network_data(instance))
+    return files

@@ -3,7 +3,8 @@
 
 Absent instance fields are absent here too: the EC2 path is not served (404) and the JSON documents
 leave the key out, except the drive's ``ec2/latest/meta-data.json`` ``public-ipv4``, which a
-real drive writes as ``""`` when there is no floating IP.
+real drive writes as ``""`` when there is no floating IP. ``openstack/latest/network_data.json``
+(service and drive) describes the instance's interfaces when it has any (``_network_data.py``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Dict, List
 
 from ..instance import Instance
 from . import BINARY, Response, Route, json_body, json_document, text
+from ._network_data import network_data
 
 PLATFORMS = ("openstack", "openstack-metadata")
 DRIVE_LABEL = "config-2"
@@ -59,6 +61,9 @@ def routes(instance: Instance) -> List[Route]:
     for version in META_DATA_VERSIONS:
         found.append(Route(f"/openstack/{version}/meta_data.json", document))
     found.append(Route("/openstack", text("\n".join(META_DATA_VERSIONS))))
+    if instance.network_interfaces:
+        found.append(Route("/openstack/latest/network_data.json",
+                           json_body(network_data(instance))))
     if instance.user_data is not None:
         found.append(Route("/openstack/latest/user_data",
                            Response(body=instance.user_data.encode("utf-8"), content_type=BINARY)))
@@ -83,6 +88,8 @@ def drive_files(instance: Instance) -> Dict[str, bytes]:
         "openstack/latest/meta_data.json": json_document(meta_data(instance)),
         "ec2/latest/meta-data.json": json_document(ec2_meta_data(instance)),
     }
+    if instance.network_interfaces:
+        files["openstack/latest/network_data.json"] = json_document(network_data(instance))
     if instance.user_data is not None:
         files["openstack/latest/user_data"] = instance.user_data.encode("utf-8")
     return files
