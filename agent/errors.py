@@ -23,6 +23,24 @@ class UsageError(CLMetadataError):
     exit_code = EXIT_USAGE
 
 
+class NoMetadataHere(CLMetadataError):
+    """The platform is named, but gives this machine nothing to read (no drive, no firmware
+    config entry): a success that fetches, writes and removes nothing, said in one notice.
+
+    Raised by a provider's constructor; ``str(err)`` is the notice.
+    """
+
+    exit_code = EXIT_OK
+
+    def __init__(self, cause: str, *, provider: str | None = None):
+        super().__init__(cause)
+        self.cause = cause
+        self.provider = provider
+
+    def __str__(self) -> str:
+        return f"{self.provider}: {self.cause}" if self.provider else self.cause
+
+
 class MetadataError(CLMetadataError):
     """The platform's metadata could not be read or is not acceptable.
 

@@ -14,7 +14,7 @@ from typing import Callable, Dict, List, NamedTuple, Optional, Tuple
 from cl_metadata import log as agent_log
 from cl_metadata import registry
 from cl_metadata.context import Context
-from cl_metadata.errors import MetadataError
+from cl_metadata.errors import MetadataError, NoMetadataHere
 from cl_metadata.model import Metadata, Needs
 from cl_metadata.providers.base import CHECK_IN, NETWORK_UNITS, Provider
 
@@ -76,6 +76,10 @@ def run(job: Job, context: Context) -> None:
             _write(job, provider, metadata, hostname, keys, units, users)
             if needs.check_in:
                 _check_in(provider)
+    except NoMetadataHere as err:  # nothing written, and no key fragment removed
+        err.provider = err.provider or provider_id
+        agent_log.notice("%s", err)
+        return
     except MetadataError as err:
         if err.provider is None:
             err.provider = provider_id

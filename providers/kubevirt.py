@@ -1,5 +1,5 @@
 """KubeVirt: a ``config-2`` drive in the OpenStack layout, else a ``cidata`` NoCloud seed
-(providers.md §3.2, §3.3; upstream ``src/providers/kubevirt/``).
+(docs/protocols.md; upstream ``src/providers/kubevirt/``).
 
 - ``config-2``: ``openstack/latest/meta_data.json`` ``uuid`` → ``KUBEVIRT_INSTANCE_ID``,
   ``hostname`` → ``KUBEVIRT_HOSTNAME`` (both required), optional ``instance_type`` →
@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Dict, List, Optional
 
-from cl_metadata.errors import ConfigDriveNotFound, InvalidMetadata
+from cl_metadata.errors import ConfigDriveNotFound, InvalidMetadata, NoMetadataHere
 from cl_metadata import nocloud_format as nocloud
 from cl_metadata import openstack_drive as openstack
 from cl_metadata.fields import Fields, first_addresses
@@ -47,7 +47,6 @@ class KubeVirtProvider(Provider):
 
     def __init__(self, context):
         super().__init__(context)
-        self.layout: Optional[str] = None
         try:
             with context.config_drive(LABELS, wait=DRIVE_WAIT) as drive:
                 if drive.exists(openstack.META_DATA):
@@ -60,7 +59,7 @@ class KubeVirtProvider(Provider):
                                   for path in (nocloud.META_DATA, nocloud.USER_DATA,
                                                nocloud.NETWORK_CONFIG)}
         except ConfigDriveNotFound:
-            log.warning("%s: no config-2 or cidata drive; nothing to do", self.id)
+            raise NoMetadataHere("no config-2 or cidata drive; nothing to do") from None
 
     def _meta_data(self) -> Dict[str, Any]:
         def load():
@@ -76,8 +75,6 @@ class KubeVirtProvider(Provider):
                 for name, field in META_DATA_FIELDS[self.layout].items()}
 
     def attributes(self) -> Dict[str, str]:
-        if self.layout is None:
-            return {}
         values = self._values()
         for name in REQUIRED:
             if not values[name]:
@@ -88,23 +85,19 @@ class KubeVirtProvider(Provider):
         return {name: value for name, value in values.items() if value is not None}
 
     def hostname(self) -> Optional[str]:
-        return (self._values()["KUBEVIRT_HOSTNAME"] or None) if self.layout else None
+        return self._values()["KUBEVIRT_HOSTNAME"] or None
 
     def ssh_keys(self) -> List[str]:
         if self.layout == "config-2":
             return openstack.meta_data_keys(self._meta_data())
-        if self.layout == "cidata":
-            config = nocloud.parse_cloud_config(self.files[nocloud.USER_DATA], nocloud.USER_DATA)
-            return nocloud.seed_keys(self._meta_data(), config)
-        return []
+        config = nocloud.parse_cloud_config(self.files[nocloud.USER_DATA], nocloud.USER_DATA)
+        return nocloud.seed_keys(self._meta_data(), config)
 
     def network(self):
         def load():
             if self.layout == "config-2":
                 return openstack.parse_network_data(self.files[openstack.NETWORK_DATA],
                                                     priority=UNIT_PRIORITY)
-            if self.layout == "cidata":
-                return nocloud.parse_network_config(self.files[nocloud.NETWORK_CONFIG],
-                                                    nocloud.NETWORK_CONFIG, priority=UNIT_PRIORITY)
-            return [], []
+            return nocloud.parse_network_config(self.files[nocloud.NETWORK_CONFIG],
+                                                nocloud.NETWORK_CONFIG, priority=UNIT_PRIORITY)
         return self.once("network", load)

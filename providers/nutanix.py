@@ -22,7 +22,7 @@ import logging
 from typing import Dict, List, Optional
 
 from cl_metadata import openstack_drive as openstack
-from cl_metadata.errors import ConfigDriveNotFound
+from cl_metadata.errors import ConfigDriveNotFound, NoMetadataHere
 from cl_metadata.providers.base import ATTRIBUTES, HOSTNAME, NETWORK_UNITS, SSH_KEYS, Provider
 
 log = logging.getLogger("cl_metadata")
@@ -51,11 +51,9 @@ class NutanixProvider(Provider):
                 self.meta_data_body = drive.read(openstack.META_DATA)
                 self.network_data_body = drive.read(openstack.NETWORK_DATA, optional=True)
         except ConfigDriveNotFound:
-            log.warning("%s: no config-2 drive; nothing to do", self.id)
+            raise NoMetadataHere("no config-2 drive; nothing to do") from None
 
     def _meta_data(self):
-        if self.meta_data_body is None:
-            return {}
         return self.once("meta_data", lambda: openstack.parse_meta_data(self.meta_data_body))
 
     def attributes(self) -> Dict[str, str]:

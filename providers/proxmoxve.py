@@ -1,5 +1,4 @@
-"""Proxmox VE: a ``cidata`` NoCloud seed written by Proxmox's cloud-init support (providers.md
-§3.3; upstream ``src/providers/proxmoxve/``).
+"""Proxmox VE: a ``cidata`` NoCloud seed written by Proxmox's cloud-init support (docs/protocols.md; upstream ``src/providers/proxmoxve/``).
 
 ``meta-data`` ``instance-id`` → ``PROXMOXVE_INSTANCE_ID`` (required); ``user-data`` is used
 only when it starts with ``#cloud-config`` (``hostname`` → ``PROXMOXVE_HOSTNAME`` and the
@@ -15,7 +14,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Dict, List, Optional
 
-from cl_metadata.errors import ConfigDriveNotFound
+from cl_metadata.errors import ConfigDriveNotFound, NoMetadataHere
 from cl_metadata import nocloud_format as nocloud
 from cl_metadata.fields import Fields, first_addresses
 from cl_metadata.providers.base import ATTRIBUTES, HOSTNAME, NETWORK_UNITS, SSH_KEYS, Provider
@@ -43,7 +42,7 @@ class ProxmoxVEProvider(Provider):
                     nocloud.NETWORK_CONFIG: drive.read_text(nocloud.NETWORK_CONFIG, optional=True),
                 }
         except ConfigDriveNotFound:
-            log.warning("%s: no cidata drive; nothing to do", self.id)
+            raise NoMetadataHere("no cidata drive; nothing to do") from None
 
     def _meta_data(self) -> Dict[str, Any]:
         return self.once("meta-data", lambda: nocloud.parse_meta_data(
@@ -58,8 +57,6 @@ class ProxmoxVEProvider(Provider):
         return self.once("user-data", load)
 
     def attributes(self) -> Dict[str, str]:
-        if self.files is None:
-            return {}
         instance_id = Fields(nocloud.META_DATA).string(self._meta_data().get("instance-id"),
                                                        "instance-id", required=True)
         ipv4, ipv6 = first_addresses(self.network()[0])
@@ -68,18 +65,12 @@ class ProxmoxVEProvider(Provider):
         return {name: value for name, value in values.items() if value is not None}
 
     def hostname(self) -> Optional[str]:
-        if self.files is None:
-            return None
         return nocloud.seed_hostname(self._meta_data(), self._cloud_config())
 
     def ssh_keys(self) -> List[str]:
-        if self.files is None:
-            return []
         return nocloud.seed_keys(self._meta_data(), self._cloud_config())
 
     def network(self):
-        if self.files is None:
-            return [], []
         return self.once("network", lambda: nocloud.parse_network_config(
             self.files[nocloud.NETWORK_CONFIG], nocloud.NETWORK_CONFIG,
             priority=UNIT_PRIORITY))

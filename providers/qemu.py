@@ -28,7 +28,7 @@ import subprocess
 from typing import Dict, List, Optional
 
 from cl_metadata import formats
-from cl_metadata.errors import ConfigDriveError, InvalidMetadata
+from cl_metadata.errors import ConfigDriveError, InvalidMetadata, NoMetadataHere
 from cl_metadata import nocloud_format as nocloud
 from cl_metadata.fields import Fields
 from cl_metadata.providers.base import ATTRIBUTES, HOSTNAME, SSH_KEYS, Provider
@@ -59,7 +59,7 @@ class QemuProvider(Provider):
         else:
             body = read_fw_cfg()
         if body is None:
-            log.warning("%s: no firmware config entry %s; nothing to do", self.id, FW_CFG_NAME)
+            raise NoMetadataHere(f"no firmware config entry {FW_CFG_NAME}; nothing to do")
         self.document = nocloud.parse_meta_data(formats.text(body, FW_CFG_NAME) or "",
                                                 FW_CFG_NAME)
 

@@ -1,5 +1,5 @@
 """kubevirt: the config-2 OpenStack layout, else a cidata NoCloud seed, else nothing
-(providers.md §3.2, §3.3); network units written by the real process."""
+(docs/protocols.md); network units written by the real process."""
 
 import dataclasses
 import json
@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from cl_metadata.errors import InvalidMetadata, MetadataError
+from cl_metadata.errors import InvalidMetadata, MetadataError, NoMetadataHere
 from cl_metadata.providers import kubevirt
 from cl_metadata.providers.kubevirt import KubeVirtProvider
 
@@ -116,10 +116,8 @@ def test_no_drive_is_success_with_nothing(monkeypatch, caplog):
     if any(os.path.exists(f"/dev/disk/by-label/{label}") for label in kubevirt.LABELS):
         pytest.skip("this machine has a config drive")
     monkeypatch.setattr(kubevirt, "DRIVE_WAIT", 0.0)
-    provider = KubeVirtProvider(make_context(None))
-    assert provider.attributes() == {} and provider.ssh_keys() == []
-    assert provider.hostname() is None and provider.network() == ([], [])
-    assert "no config-2 or cidata drive; nothing to do" in caplog.text
+    with pytest.raises(NoMetadataHere, match="no config-2 or cidata drive; nothing to do"):
+        KubeVirtProvider(make_context(None))
 
 
 def test_real_process_config_drive(tmp_path, agent_env):

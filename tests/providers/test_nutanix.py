@@ -5,6 +5,7 @@ import os
 
 import pytest
 
+from cl_metadata.errors import NoMetadataHere
 from cl_metadata.fakeserver.drive import write_tree
 from cl_metadata.fakeserver.render import renderer_for
 from cl_metadata.providers import nutanix
@@ -34,7 +35,5 @@ def test_no_drive_is_success_with_nothing(monkeypatch, caplog):
     if any(os.path.exists(f"/dev/disk/by-label/{label}") for label in ("config-2", "CONFIG-2")):
         pytest.skip("this machine has a config drive")
     monkeypatch.setattr(nutanix, "DRIVE_WAIT", 0.0)
-    provider = NutanixProvider(make_context(None))
-    assert provider.attributes() == {} and provider.ssh_keys() == []
-    assert provider.hostname() is None
-    assert "nutanix: no config-2 drive; nothing to do" in caplog.text
+    with pytest.raises(NoMetadataHere, match="no config-2 drive; nothing to do"):
+        NutanixProvider(make_context(None))

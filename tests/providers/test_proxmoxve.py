@@ -1,11 +1,10 @@
-"""proxmoxve: the NoCloud seed Proxmox VE writes, on a cidata drive directory (providers.md
-§3.3); network units written by the real process."""
+"""proxmoxve: the NoCloud seed Proxmox VE writes, on a cidata drive directory (docs/protocols.md); network units written by the real process."""
 
 import os
 
 import pytest
 
-from cl_metadata.errors import InvalidMetadata, MetadataError
+from cl_metadata.errors import InvalidMetadata, MetadataError, NoMetadataHere
 from cl_metadata.providers import proxmoxve
 from cl_metadata.providers.proxmoxve import ProxmoxVEProvider
 
@@ -68,10 +67,8 @@ def test_no_drive_is_success_with_nothing(monkeypatch, caplog):
     if any(os.path.exists(f"/dev/disk/by-label/{label}") for label in ("cidata", "CIDATA")):
         pytest.skip("this machine has a cidata drive")
     monkeypatch.setattr(proxmoxve, "DRIVE_WAIT", 0.0)
-    provider = ProxmoxVEProvider(make_context(None))
-    assert provider.attributes() == {} and provider.ssh_keys() == []
-    assert provider.hostname() is None and provider.network() == ([], [])
-    assert "no cidata drive; nothing to do" in caplog.text
+    with pytest.raises(NoMetadataHere, match="no cidata drive; nothing to do"):
+        ProxmoxVEProvider(make_context(None))
 
 
 def test_real_process(tmp_path, agent_env):

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from cl_metadata.errors import InvalidMetadata, MetadataError
+from cl_metadata.errors import InvalidMetadata, MetadataError, NoMetadataHere
 from cl_metadata.providers import qemu
 from cl_metadata.providers.qemu import QemuProvider
 
@@ -109,11 +109,9 @@ def test_reads_sysfs_through_the_by_name_symlink(tmp_path, monkeypatch, modprobe
 def test_missing_driver_is_loaded_then_no_entry_is_nothing(tmp_path, monkeypatch, modprobe_log,
                                                            caplog):
     monkeypatch.setattr(qemu, "FW_CFG_ROOT", str(tmp_path / "absent"))
-    provider = QemuProvider(make_context(None))
+    with pytest.raises(NoMetadataHere, match=f"no firmware config entry {NAME}; nothing to do"):
+        QemuProvider(make_context(None))
     assert modprobe_log.read_text() == "qemu_fw_cfg\n"
-    assert provider.attributes() == {} and provider.ssh_keys() == []
-    assert provider.hostname() is None
-    assert f"no firmware config entry {NAME}; nothing to do" in caplog.text
 
 
 def test_oversized_sysfs_entry(tmp_path, monkeypatch, modprobe_log):
@@ -136,14 +134,17 @@ def test_real_process(tmp_path, agent_env):
 
 
 def test_real_process_without_the_entry_succeeds_with_nothing(tmp_path, agent_env):
+    # nothing written, and an earlier boot's files (the keys too) left as they are
     empty = tmp_path / "empty"
     empty.mkdir()
     attributes, hostname = tmp_path / "attributes", tmp_path / "hostname"
+    attributes.write_text("QEMU_INSTANCE_ID=earlier\n")
     result = run_on_drive(agent_env, PLATFORM, empty, "--attributes", attributes,
                           "--hostname", hostname)
     assert result.returncode == 0, result.stderr
-    assert attributes.read_text() == "" and not hostname.exists()
-    assert "nothing to do" in result.stderr
+    assert attributes.read_text() == "QEMU_INSTANCE_ID=earlier\n" and not hostname.exists()
+    assert result.stderr == (f"cl-metadata: notice: qemu: no firmware config entry {NAME}; "
+                             "nothing to do\n")
 
 
 @needs_root
