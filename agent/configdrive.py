@@ -1,7 +1,7 @@
 """Config drives: find one by label, mount it read-only in a private directory, read files
 strictly inside it, and always unmount.
 
-Improvements over upstream (``providers.md`` §3.1, ``hardening.md`` §7 row 29): every label and
+Improvements over upstream (``docs/protocols.md``, ``docs/hardening.md``): every label and
 fs type the caller lists is tried; the mount is ``ro,nosuid,nodev,noexec``; no symlink on the
 drive is ever followed; exactly the mount root is unmounted and its directory removed on every
 path out, including KeyboardInterrupt/SystemExit.

@@ -1,7 +1,7 @@
 """What the DHCP server told this machine: its identifier and private options, from lease files.
 
 Read-only, bounded, no D-Bus. Azure finds its WireServer in option 245, CloudStack its metadata
-server in the server identifier (providers.md §0, §2). Sources, newest format first:
+server in the server identifier (docs/protocols.md). Sources, newest format first:
 
 - systemd-networkd: ``/run/systemd/netif/leases/<ifindex>``, ``KEY=VALUE`` lines;
   ``SERVER_ADDRESS=<IPv4>``; private options (224–254) as ``OPTION_<code>=<lower-case hex>``.

@@ -1,4 +1,4 @@
-"""The NoCloud seed (cloud-init's ``cidata`` drive, providers.md §3.3), parsed in one place for
+"""The NoCloud seed (cloud-init's ``cidata`` drive, docs/protocols.md "Config drives"), parsed in one place for
 ``nocloud``, ``ibmcloud``, ``proxmoxve`` and ``kubevirt``'s NoCloud branch. ``qemu``'s firmware
 config document has the meta-data shape, and ``vmware``'s guestinfo ``network`` key is network
 config v2, so they use this module too.

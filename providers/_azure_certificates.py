@@ -1,7 +1,7 @@
 """The WireServer's ``Certificates`` document as SSH keys: a throw-away transport certificate,
 the fabric's CMS envelope, the PKCS#12 inside it, one ``ssh-rsa`` line per RSA certificate.
 
-Protocol (providers.md §2 ``azurestack``, attributes.md §2.6): the request carries
+Protocol (docs/protocols.md "azurestack", docs/attributes.md): the request carries
 ``x-ms-cipher-name: DES_EDE3_CBC`` and ``x-ms-guest-agent-public-x509-cert``, the PEM body
 (BEGIN/END lines removed, lines joined) of a self-signed RSA-2048 certificate, CN=LinuxTransport,
 made for this one request. The answer is a ``CertificateFile`` whose ``Data`` is the base64 of a

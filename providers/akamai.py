@@ -1,6 +1,6 @@
 """Akamai Connected Cloud (Linode) metadata service.
 
-Protocol (providers.md §2 "akamai"): ``PUT http://169.254.169.254/v1/token`` with
+Protocol (docs/protocols.md "akamai"): ``PUT http://169.254.169.254/v1/token`` with
 ``Metadata-Token-Expiry-Seconds: 300`` answers a token; every GET carries it as
 ``Metadata-Token`` with ``Accept: application/json``. Every document may be absent (404).
 The token is PUT once per run (parts share it) and never appears in a message or log line.

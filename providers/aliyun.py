@@ -1,6 +1,6 @@
 """Alibaba Cloud ECS metadata service.
 
-Protocol (providers.md §2 "aliyun"): plain-text values under
+Protocol (docs/protocols.md "aliyun"): plain-text values under
 ``http://100.100.100.200/latest/meta-data/`` (Alibaba's own link-local address, not
 169.254.169.254), no special headers. Every item may be absent (404) and an empty value is
 absent too. ``hostname`` is also the hostname.

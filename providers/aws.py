@@ -1,6 +1,6 @@
 """Amazon EC2 instance metadata service (IMDS) with IMDSv2 session tokens.
 
-Protocol (providers.md §2 "aws", attributes.md §2.2/§7, hardening.md §5, §7 rows 8–9): a token
+Protocol (docs/protocols.md "aws", docs/attributes.md, docs/hardening.md): a token
 from ``PUT /latest/api/token`` (short TTL) goes with every GET as ``X-aws-ec2-metadata-token``.
 Data come from API version ``2021-01-03`` (the first with ``meta-data/ipv6``); every item may be
 absent (404); an empty value is written as ``NAME=``; the region is the identity document's

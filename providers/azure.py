@@ -1,7 +1,7 @@
 """Microsoft Azure: IMDS for the VM's name, size and SSH keys; the WireServer for the platform
 check, the ``AZURE_IPV4_*`` addresses and the Ready report (``azure_wireserver``).
 
-Protocol (providers.md §2 ``azure``, attributes.md §2.6): IMDS answers only with
+Protocol (docs/protocols.md "azure", docs/attributes.md): IMDS answers only with
 ``Metadata: true`` and an ``api-version`` (the client already bypasses proxies). Nothing is
 404-tolerant. Every part first confirms the platform (the WireServer's ``?comp=versions``);
 that request goes out together with the part's other first requests, so it costs no extra

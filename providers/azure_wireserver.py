@@ -1,6 +1,6 @@
 """Azure's WireServer ("fabric"): where it is, what it says, and the Ready report.
 
-Protocol (providers.md §2 ``azure``, attributes.md §2.6): the address is DHCP option 245 when a
+Protocol (docs/protocols.md "azure", docs/attributes.md): the address is DHCP option 245 when a
 lease carries it, else ``168.63.129.16``; every request carries ``x-ms-agent-name`` and
 ``x-ms-version: 2012-11-30``; ``/?comp=versions`` must list ``2012-11-30`` (the platform
 check); ``/machine/?comp=goalstate`` names the incarnation, container, role instance and the
@@ -12,7 +12,7 @@ SharedConfig rules (decided here): the ``Instances/Instance`` whose ``id`` equal
 ``loadBalancedPublicAddress`` values (``ip:port``), the **last** one that parses as an IPv4
 address and port gives ``AZURE_IPV4_VIRTUAL``, as every Rust build Container Linux shipped did
 (Go took the first). No matching instance: neither attribute. URLs named by the goal state must
-be on the WireServer's own address (IP literals only, hardening.md rule 5).
+be on the WireServer's own address (IP literals only, docs/hardening.md).
 
 XML: standard library only, and no document type at all: a ``<!DOCTYPE``/``<!ENTITY`` is refused
 before parsing, and the parser refuses one again if an encoding hid it (billion laughs, external

@@ -1,7 +1,7 @@
 """Azure Stack Hub: Azure's WireServer, the IMDS identity document for the VM's name, and SSH
 keys from the goal state's encrypted ``Certificates`` (``_azure_certificates``).
 
-Protocol (providers.md §2 ``azurestack``, attributes.md §2.6 and §7.2): the WireServer address,
+Protocol (docs/protocols.md "azurestack", docs/attributes.md): the WireServer address,
 headers, ``?comp=versions`` platform check, goal state and Ready report are azure's
 (``azure_wireserver``; the helpers and ``check_in`` are inherited from ``AzureProvider``).
 Nothing is 404-tolerant. Every part first confirms the platform, in the same round trip as its

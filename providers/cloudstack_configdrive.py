@@ -1,4 +1,4 @@
-"""CloudStack config drive (providers.md §3.4, attributes.md §2.9).
+"""CloudStack config drive (docs/protocols.md "Config drives", docs/attributes.md).
 
 The drive is labelled ``config-2`` (else ``CONFIG-2``), iso9660 or vfat; where CloudStack's own
 tooling has already mounted it at ``/media/ConfigDrive`` (that directory holds
@@ -22,7 +22,7 @@ an empty file is written as ``NAME=``. Values are stripped: upstream copied the 
 trailing newline included, which broke ``EnvironmentFile=`` consumers. No hostname.
 
 ct's dynamic data turns ``{HOSTNAME}`` for this platform into the *unprefixed*
-``${CLOUDSTACK_LOCAL_HOSTNAME}`` (attributes.md §6, §8 item 1), which no agent ever wrote:
+``${CLOUDSTACK_LOCAL_HOSTNAME}`` (docs/attributes.md, ct dynamic data), which no agent ever wrote:
 ``unprefixed_attributes`` asks the attributes writer to write that name without prefix too.
 """
 

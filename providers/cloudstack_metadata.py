@@ -1,6 +1,6 @@
 """Apache CloudStack metadata service on the virtual router, found through DHCP.
 
-Protocol (providers.md §2 ``cloudstack-metadata``, attributes.md §2.8): the server is the DHCP
+Protocol (docs/protocols.md "cloudstack-metadata", docs/attributes.md): the server is the DHCP
 server identifier of this machine's lease (``cl_metadata.dhcp``: systemd-networkd,
 NetworkManager or dhclient files); no lease naming one is an error, never a reason to probe.
 Plain-text items under ``http://<server>/latest/meta-data/``, no headers; every item may be

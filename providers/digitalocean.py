@@ -1,6 +1,6 @@
 """DigitalOcean: the droplet's one JSON document, ``/metadata/v1.json``.
 
-Protocol (providers.md §2 "digitalocean", attributes.md §2.4 and §2.14): one GET, no headers,
+Protocol (docs/protocols.md "digitalocean", docs/attributes.md): one GET, no headers,
 not 404-tolerant; every part reads the same document (the HTTP client fetches it once a run).
 
 - ``hostname``, ``region`` → ``DIGITALOCEAN_HOSTNAME``, ``DIGITALOCEAN_REGION`` (empty → ``NAME=``)

@@ -1,6 +1,6 @@
 """Exoscale metadata service: CloudStack's API at a link-local address.
 
-Protocol (providers.md §2 ``exoscale``, attributes.md §7.2): plain-text items under
+Protocol (docs/protocols.md "exoscale", docs/attributes.md): plain-text items under
 ``http://169.254.169.254/1.0/meta-data/``, no headers, the same paths as CloudStack with the
 words of the names in another order. **Not** 404-tolerant, as upstream: a missing item (keys
 included) fails the run. An empty value is written as ``NAME=``. The hostname is

@@ -1,6 +1,6 @@
 """Google Compute Engine metadata server.
 
-Protocol (providers.md §2 "gcp", attributes.md §2.3/§7, hardening.md §5, §7 rows 13 and 18):
+Protocol (docs/protocols.md "gcp", docs/attributes.md, docs/hardening.md):
 ``http://169.254.169.254/computeMetadata/v1/`` (the IP literal for both ids: the DNS name
 ``metadata.google.internal`` was spoofed via DHCP), ``Metadata-Flavor: Google`` on every request
 and required on every response, 404 included (a proxy's or another cloud's answer lacks it).

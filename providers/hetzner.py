@@ -1,6 +1,6 @@
 """Hetzner Cloud: YAML documents under ``/hetzner/v1/metadata``.
 
-Protocol (providers.md §2 "hetzner"): no headers, nothing 404-tolerant.
+Protocol (docs/protocols.md "hetzner"): no headers, nothing 404-tolerant.
 
 - ``GET …/metadata`` (YAML mapping): ``availability-zone``, ``hostname``, ``instance-id``,
   ``public-ipv4``, ``region`` → ``HETZNER_AVAILABILITY_ZONE``, ``_HOSTNAME``, ``_INSTANCE_ID``,

@@ -1,5 +1,5 @@
-"""IBM Cloud VPC (Gen2): a NoCloud seed on a ``cidata`` drive (providers.md §3.3,
-attributes.md §2.12).
+"""IBM Cloud VPC (Gen2): a NoCloud seed on a ``cidata`` drive (docs/protocols.md,
+docs/attributes.md).
 
 ``meta-data`` (``key: value`` lines): ``instance-id`` → ``IBMCLOUD_INSTANCE_ID``,
 ``local-hostname`` → ``IBMCLOUD_LOCAL_HOSTNAME`` and the hostname. SSH keys come from

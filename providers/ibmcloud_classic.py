@@ -1,5 +1,5 @@
-"""IBM Cloud Classic: an OpenStack-layout ``config-2`` drive, vfat (providers.md §3.2,
-attributes.md §2.12).
+"""IBM Cloud Classic: an OpenStack-layout ``config-2`` drive, vfat (docs/protocols.md,
+docs/attributes.md).
 
 ``openstack/latest/meta_data.json``: ``uuid`` → ``IBMCLOUD_CLASSIC_INSTANCE_ID`` and ``name`` →
 ``IBMCLOUD_CLASSIC_LOCAL_HOSTNAME``, both required and non-empty as upstream; the hostname is

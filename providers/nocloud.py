@@ -1,5 +1,5 @@
 """NoCloud: cloud-init's seed drive, labelled ``cidata`` (or ``CIDATA``), iso9660 or vfat
-(providers.md §3.3). No Container Linux agent read it; the names below are this project's.
+(docs/protocols.md). No Container Linux agent read it; the names below are this project's.
 
     meta-data       instance-id            → NOCLOUD_INSTANCE_ID
                     local-hostname         → the hostname, unless user-data names one
@@ -10,7 +10,7 @@
                     on the first interface with static addresses → NOCLOUD_IPV4, NOCLOUD_IPV6
 
 ``meta-data`` is required (as for cloud-init); the other files are optional. The drive is
-trusted only because the platform was chosen explicitly (hardening.md: cloud-init re-ran
+trusted only because the platform was chosen explicitly (docs/hardening.md: cloud-init re-ran
 first-boot configuration from a seed attached later); this agent never probes for it.
 """
 

@@ -1,6 +1,6 @@
 """OpenStack: the config drive when the VM has one, else the metadata service.
 
-Config drive (providers.md §3.2, attributes.md §2.7): label ``config-2`` (or ``CONFIG-2``),
+Config drive (docs/protocols.md "Config drives", docs/attributes.md): label ``config-2`` (or ``CONFIG-2``),
 iso9660 or vfat. ``openstack/latest/meta_data.json`` gives the UUID, hostname and the
 ``public_keys`` map; the optional ``ec2/latest/meta-data.json`` gives the instance id, type and
 addresses; the optional ``openstack/latest/network_data.json`` the interfaces (static or DHCP

@@ -1,6 +1,6 @@
 """OpenStack metadata service: Nova's EC2-compatible tree plus the OpenStack document.
 
-Protocol (providers.md §2 "openstack-metadata", attributes.md §2.7): plain-text values under
+Protocol (docs/protocols.md "openstack-metadata", docs/attributes.md): plain-text values under
 ``/latest/meta-data/``, no special headers; every item may be absent (404), e.g. ``public-ipv4``
 on a VM without a floating IP, and absence is never an error. An empty value is written as
 ``NAME=`` as Container Linux did. The instance UUID comes from the OpenStack JSON document.

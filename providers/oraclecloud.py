@@ -1,6 +1,6 @@
 """Oracle Cloud Infrastructure instance metadata service, version 2.
 
-Protocol (providers.md §2 "oraclecloud", hardening.md §5): one JSON document,
+Protocol (docs/protocols.md "oraclecloud", docs/hardening.md): one JSON document,
 ``GET http://169.254.169.254/opc/v2/instance`` with ``Authorization: Bearer Oracle`` (v1 needs
 no header; v2 does, which keeps SSRF-style requests out). Not 404-tolerant: a 404 is an error.
 Every output reads the same document (the HTTP client fetches it once per run).

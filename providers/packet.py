@@ -1,6 +1,6 @@
 """Equinix Metal (Packet): one JSON document at ``https://metadata.packet.net/metadata``.
 
-Protocol (providers.md §2 "packet", attributes.md §2.5 and §2.14): the one provider whose base
+Protocol (docs/protocols.md "packet", docs/attributes.md): the one provider whose base
 is a DNS name (HTTPS, so the name is authenticated); one GET, not 404-tolerant.
 
 - ``hostname``, ``phone_home_url``, ``plan`` → ``PACKET_HOSTNAME``, ``PACKET_PHONE_HOME_URL``,

@@ -1,4 +1,4 @@
-"""IBM Power Virtual Server: an OpenStack-layout ``config-2`` drive (providers.md §3.2;
+"""IBM Power Virtual Server: an OpenStack-layout ``config-2`` drive (docs/protocols.md;
 upstream ``src/providers/powervs/mod.rs``).
 
 ``openstack/latest/meta_data.json`` is the only file read:

@@ -1,6 +1,6 @@
 """Scaleway: the instance document ``/conf?format=json`` at ``169.254.42.42``.
 
-Protocol (providers.md §2 "scaleway", attributes.md §7.2): one GET, no headers, not
+Protocol (docs/protocols.md "scaleway", docs/attributes.md): one GET, no headers, not
 404-tolerant. Attribute names are the ones Afterburn's code writes (its docs spell the last three
 ``SCALEWAY_PRIVATE_IPV4``, ``_PUBLIC_IPV4``, ``_PUBLIC_IPV6``; consumers see the code's names):
 

@@ -1,6 +1,6 @@
 """UpCloud metadata service.
 
-Protocol (providers.md §2 "upcloud"): plain-text values under
+Protocol (docs/protocols.md "upcloud"): plain-text values under
 ``http://169.254.169.254/metadata/v1/`` (note the underscores in the paths), no special headers.
 Every item may be absent (404) and an empty value is absent too.
 

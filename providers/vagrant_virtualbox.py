@@ -1,6 +1,6 @@
 """Vagrant with VirtualBox (Container Linux only): nothing to fetch, two local facts.
 
-Protocol (attributes.md §2.10, providers.md §5): ``VAGRANT_VIRTUALBOX_HOSTNAME`` is the local
+Protocol (docs/attributes.md, docs/protocols.md): ``VAGRANT_VIRTUALBOX_HOSTNAME`` is the local
 system hostname, which is also the hostname output (as the Rust builds did); the private
 network's address ``VAGRANT_VIRTUALBOX_PRIVATE_IPV4`` is the first IPv4 address of ``eth1``
 (read with the ``SIOCGIFADDR`` ioctl, which gives the interface's primary address). Upstream

@@ -1,4 +1,4 @@
-"""VMware: network configuration from guestinfo (providers.md §4), nothing else, as Afterburn.
+"""VMware: network configuration from guestinfo (docs/protocols.md), nothing else, as Afterburn.
 
 guestinfo is read with open-vm-tools' ``vmware-rpctool "info-get <key>"``, else ``vmtoolsd
 --cmd "info-get <key>"`` (no hypervisor backdoor access from Python); with neither installed

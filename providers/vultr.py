@@ -1,6 +1,6 @@
 """Vultr metadata service.
 
-Protocol (providers.md §2 "vultr"): plain-text values under ``http://169.254.169.254/v1/``,
+Protocol (docs/protocols.md "vultr"): plain-text values under ``http://169.254.169.254/v1/``,
 no special headers. Every item may be absent (404) and an empty value is absent too.
 
 | path | attribute |

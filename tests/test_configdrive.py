@@ -2,7 +2,7 @@
 
 Directory-based tests run anywhere. The mount lifecycle tests need root, losetup and
 mkfs.ext4; ext4 on a loop device stands in for iso9660/vfat, which this host kernel cannot
-mount (the QEMU tests in ``qemu.md`` cover the real fs types).
+mount (the QEMU tests in ``tests/e2e/`` cover the real fs types).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Container Linux Config dynamic data (attributes.md §6): units ct generated years ago name
+"""Container Linux Config dynamic data (docs/attributes.md): units ct generated years ago name
 ${COREOS_…} variables; for every platform ct knows, each name it references must be in the
 attributes file with the right value, read the way systemd reads EnvironmentFile=.
 """

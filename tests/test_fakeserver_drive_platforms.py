@@ -15,7 +15,7 @@ SAMPLE = load_instance(None)
 LABELS = {"cloudstack-configdrive": "config-2", "ibmcloud": "cidata",
           "ibmcloud-classic": "config-2", "kubevirt": "config-2", "nocloud": "cidata",
           "powervs": "config-2", "proxmoxve": "cidata", "qemu": "fw_cfg", "vmware": "guestinfo"}
-# the image format each platform really uses (providers.md §3.1)
+# the image format each platform really uses (docs/protocols.md)
 IMAGES = [("nocloud", "vfat"), ("ibmcloud-classic", "vfat"), ("ibmcloud", "iso"),
           ("kubevirt", "iso"), ("powervs", "iso"), ("cloudstack-configdrive", "iso"),
           ("proxmoxve", "iso")]

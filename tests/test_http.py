@@ -1,4 +1,4 @@
-"""cl_metadata.http against a scriptable HTTP server on 127.0.0.1 (hardening.md §7 rows 1-11)."""
+"""cl_metadata.http against a scriptable HTTP server on 127.0.0.1 (docs/hardening.md)."""
 
 from __future__ import annotations
 

@@ -28,24 +28,48 @@ STDIO_FAILURE = (b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n"
                  b"Connection: close\r\n\r\n")
 
 
+EPILOG = """modes: serve on TCP (prints the URL, serves until SIGTERM/SIGINT), --stdio (one
+request), --write-drive (the platform's config drive), --list-platforms.
+
+fault SPEC: PATH=KIND[:ARG][@N|@Ss]; PATH is *, a prefix ending in *, or a path. KIND:
+  status:CODE[:RETRY_AFTER], delay:SECONDS, drip[:SECONDS_PER_BYTE], truncate[:BYTES],
+  reset, oversize[:BYTES], redirect:URL, malformed[:BODY], empty.
+  @N: the first N matching requests only; @Ss: the first S seconds only.
+
+exit status:
+  0  served until stopped, or the drive or list was written
+  1  the instance file or the drive could not be read or written
+  2  usage error: bad flags, unknown platform, bad fault spec
+
+A test tool: it serves on loopback only and is never needed on a booting machine."""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
-    parser.add_argument("--platform", default="openstack", help="platform id (default: openstack)")
+    parser = argparse.ArgumentParser(
+        prog=PROG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Serve one instance description as a cloud platform's metadata, on\n"
+                    "loopback, for testing cl-metadata.", epilog=EPILOG)
+    parser.add_argument("--platform", metavar="ID", default="openstack",
+                        help="platform id (default: openstack; see --list-platforms)")
     parser.add_argument("--instance", metavar="FILE", help="instance YAML (default: the bundled sample)")
-    parser.add_argument("--bind", default="127.0.0.1", help="127.0.0.1 (default), ::1 or localhost")
-    parser.add_argument("--port", type=int, default=0, help="TCP port (default: any free port)")
+    parser.add_argument("--bind", metavar="ADDRESS", default="127.0.0.1",
+                        help="127.0.0.1 (default), ::1 or localhost")
+    parser.add_argument("--port", metavar="PORT", type=int, default=0,
+                        help="TCP port (default: any free port)")
     parser.add_argument("--stdio", action="store_true",
                         help="serve one request from stdin on stdout, then exit")
     parser.add_argument("--log", metavar="FILE", help="append one JSON line per request")
     parser.add_argument("--fault", metavar="SPEC", action="append", default=[],
-                        help="PATH=KIND[:ARG][@N|@Ss], repeatable (see faults.py)")
+                        help="misbehave on matching requests (see below), repeatable")
     parser.add_argument("--state", metavar="FILE",
                         help="keep fault uses and the first request's time in FILE, shared "
                              "by every server given it (--stdio: one server per connection)")
     parser.add_argument("--latency", type=float, default=0.0, metavar="SECONDS",
                         help="added before every response")
     parser.add_argument("--write-drive", metavar="PATH", help="write the config drive and exit")
-    parser.add_argument("--drive-format", choices=FORMATS, default="dir")
+    parser.add_argument("--drive-format", choices=FORMATS, default="dir",
+                        help="the drive written: a directory (default), or a vfat, iso9660 or "
+                             "ext4 image")
     parser.add_argument("--list-platforms", action="store_true", help="print platform ids and exit")
     return parser
 

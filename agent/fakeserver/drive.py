@@ -1,7 +1,7 @@
 """Write a platform's config-drive files as a directory or a filesystem image.
 
 Images are built from a staging directory with the usual userland tools, never by mounting
-(qemu.md §6): vfat ``mkfs.vfat`` + ``mcopy``, iso9660 ``xorriso -as mkisofs``, ext4
+(the QEMU tests' recipe, tests/e2e/): vfat ``mkfs.vfat`` + ``mcopy``, iso9660 ``xorriso -as mkisofs``, ext4
 ``mkfs.ext4 -d``. The image is built beside the destination and renamed into place.
 """
 

@@ -1,5 +1,5 @@
 """Serving: loopback TCP from a background thread (tests, demos) or one request over
-stdin/stdout (QEMU ``guestfwd=…-cmd:``, qemu.md §4).
+stdin/stdout (QEMU ``guestfwd=…-cmd:``, see tests/e2e/README.md).
 
 Both modes share one handler: faults first, then the platform's routes; every request is
 recorded in memory and, with a log path, appended as one JSON line.

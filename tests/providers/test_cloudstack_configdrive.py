@@ -1,4 +1,4 @@
-"""cloudstack-configdrive: cloudstack/metadata/*.txt on a drive directory (providers.md §3.4)."""
+"""cloudstack-configdrive: cloudstack/metadata/*.txt on a drive directory (docs/protocols.md)."""
 
 import os
 
@@ -129,7 +129,7 @@ def test_real_process_refuses_a_symlink_out_of_the_drive(tmp_path, agent_env):
     assert_failed_cleanly(result, paths, PLATFORM, relpath, "symlinks are not followed")
 
 
-# --- ct's unprefixed ${CLOUDSTACK_LOCAL_HOSTNAME} (attributes.md §6, §8 item 1) --------------
+# --- ct's unprefixed ${CLOUDSTACK_LOCAL_HOSTNAME} (docs/attributes.md) --------------
 
 def test_the_provider_asks_for_the_unprefixed_hostname_name():
     assert CloudStackConfigDriveProvider.unprefixed_attributes == ("CLOUDSTACK_LOCAL_HOSTNAME",)

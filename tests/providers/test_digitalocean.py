@@ -1,5 +1,5 @@
 """digitalocean against the fake server: one document for every part, the endpoint matrix of
-providers.md §8, exact attribute files for both prefixes, and exact network units written by the
+docs/protocols.md, exact attribute files for both prefixes, and exact network units written by the
 real process."""
 
 import dataclasses

@@ -1,5 +1,5 @@
 """hetzner against the fake server: YAML documents read strictly, the endpoint matrix of
-providers.md §8, keys as a JSON list, and the network-config unit written by the real process."""
+docs/protocols.md, keys as a JSON list, and the network-config unit written by the real process."""
 
 import dataclasses
 import os

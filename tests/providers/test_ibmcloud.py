@@ -1,5 +1,5 @@
 """ibmcloud (VPC): meta-data and MIME vendor-data on a cidata drive directory
-(providers.md §3.3)."""
+(docs/protocols.md)."""
 
 import base64
 

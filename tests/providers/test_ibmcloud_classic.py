@@ -1,5 +1,5 @@
 """ibmcloud-classic: meta_data.json and network_data.json on a config-2 drive directory
-(providers.md §3.2); network units written by the real process."""
+(docs/protocols.md); network units written by the real process."""
 
 import json
 

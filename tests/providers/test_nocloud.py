@@ -1,5 +1,5 @@
 """nocloud: meta-data, #cloud-config user-data and network-config v1/v2 on a cidata drive
-directory (providers.md §3.3), through the provider and the real process."""
+directory (docs/protocols.md), through the provider and the real process."""
 
 import dataclasses
 import logging

@@ -1,4 +1,4 @@
-"""openstack-metadata against the fake server: the endpoint matrix of providers.md §8."""
+"""openstack-metadata against the fake server: the endpoint matrix of docs/protocols.md"""
 
 import dataclasses
 

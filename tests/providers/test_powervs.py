@@ -1,4 +1,4 @@
-"""powervs: openstack/latest/meta_data.json on a config-2 drive directory (providers.md §3.2)."""
+"""powervs: openstack/latest/meta_data.json on a config-2 drive directory (docs/protocols.md)."""
 
 import json
 

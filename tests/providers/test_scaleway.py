@@ -1,5 +1,5 @@
 """scaleway against the fake server: the code's attribute names in both prefixes, keys,
-hostname, the endpoint matrix of providers.md §8, and the PATCH /state check-in exactly as the
+hostname, the endpoint matrix of docs/protocols.md, and the PATCH /state check-in exactly as the
 server saw it."""
 
 import dataclasses

@@ -1,4 +1,4 @@
-"""upcloud against the fake metadata service: three items, keys, hostname (providers.md §8)."""
+"""upcloud against the fake metadata service: three items, keys, hostname (docs/protocols.md)."""
 
 import dataclasses
 

@@ -1,4 +1,4 @@
-"""vmware: guestinfo.metadata through a fake vmware-rpctool / vmtoolsd on PATH (providers.md §4);
+"""vmware: guestinfo.metadata through a fake vmware-rpctool / vmtoolsd on PATH (docs/protocols.md);
 network units written by the real process."""
 
 import base64

@@ -1,4 +1,4 @@
-"""vultr against the fake metadata service: three text items, keys, hostname (providers.md §8)."""
+"""vultr against the fake metadata service: three text items, keys, hostname (docs/protocols.md)."""
 
 import dataclasses
 

@@ -1,4 +1,4 @@
-"""OpenStack ``network_data.json`` for the instance's interfaces (providers.md §3.2), shared by
+"""OpenStack ``network_data.json`` for the instance's interfaces (docs/protocols.md), shared by
 the renderers that carry network configuration (the ``config-2`` drives of ibmcloud-classic,
 kubevirt, openstack, nutanix and cloudstack-configdrive, and OpenStack's metadata service).
 

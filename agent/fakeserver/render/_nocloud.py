@@ -1,4 +1,4 @@
-"""NoCloud seed files (cloud-init's ``cidata`` drive, providers.md §3.3) from the instance,
+"""NoCloud seed files (cloud-init's ``cidata`` drive, docs/protocols.md) from the instance,
 shared by the nocloud, proxmoxve and ibmcloud renderers.
 
 - ``meta-data``: ``instance-id``, ``local-hostname``; ``public-keys`` only when the user-data

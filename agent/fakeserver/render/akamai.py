@@ -1,4 +1,4 @@
-"""Akamai Connected Cloud (Linode) metadata service (providers.md §2 "akamai").
+"""Akamai Connected Cloud (Linode) metadata service (docs/protocols.md "akamai").
 
 ``PUT /v1/token`` needs ``Metadata-Token-Expiry-Seconds`` (else 403; outside 1–86400: 400) and
 answers a fresh hex token. ``GET /v1/instance``, ``/v1/network`` and ``/v1/ssh-keys`` need

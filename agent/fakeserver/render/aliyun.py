@@ -1,4 +1,4 @@
-"""Alibaba Cloud ECS metadata service (providers.md §2 "aliyun"): plain text under
+"""Alibaba Cloud ECS metadata service (docs/protocols.md "aliyun"): plain text under
 ``/latest/meta-data/``, no headers; items the instance does not have answer 404. Keys: the
 ``public-keys/`` listing (``0/``, ``1/`` …; also served without the slash) and
 ``public-keys/<i>/openssh-key``.

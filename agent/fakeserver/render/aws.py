@@ -1,4 +1,4 @@
-"""Amazon EC2 IMDS for the ids ``aws`` and ``ec2`` (providers.md §2 "aws").
+"""Amazon EC2 IMDS for the ids ``aws`` and ``ec2`` (docs/protocols.md "aws").
 
 IMDSv2-only by default, as new instances are: ``PUT /latest/api/token`` needs
 ``X-aws-ec2-metadata-token-ttl-seconds`` (1–21600, else 400; a request carrying

@@ -1,5 +1,4 @@
-"""Azure: the Instance Metadata Service and the WireServer on one origin (providers.md §2
-``azure``); the agent's endpoint override sends both addresses here.
+"""Azure: the Instance Metadata Service and the WireServer on one origin (docs/protocols.md "azure"); the agent's endpoint override sends both addresses here.
 
 IMDS (``/metadata/instance/compute/…``) wants ``Metadata: true`` and an ``api-version`` (400
 without; leaves also ``format=text``). WireServer paths want ``x-ms-version: 2012-11-30`` and an

@@ -1,5 +1,5 @@
 """Azure Stack Hub: azure's WireServer (``render/azure.py``) plus the IMDS identity document and
-an encrypted ``Certificates`` document (providers.md §2 ``azurestack``); no IMDS ``compute``
+an encrypted ``Certificates`` document (docs/protocols.md "azurestack"); no IMDS ``compute``
 tree.
 
 ``GET /Microsoft.Compute/identity`` wants ``Metadata: true`` and an ``api-version`` (400

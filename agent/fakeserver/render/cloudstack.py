@@ -1,5 +1,4 @@
-"""CloudStack: the metadata service of the virtual router (providers.md §2
-``cloudstack-metadata``), plain-text items under ``/latest/meta-data/``, no headers.
+"""CloudStack: the metadata service of the virtual router (docs/protocols.md "cloudstack-metadata"), plain-text items under ``/latest/meta-data/``, no headers.
 
 The agent finds this server through the DHCP server identifier; tests give it a lease file and
 point the endpoint override here. Absent instance fields are absent here too (404). Exoscale's

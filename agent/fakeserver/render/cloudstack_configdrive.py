@@ -1,4 +1,4 @@
-"""cloudstack-configdrive: CloudStack's ``config-2`` drive (providers.md §3.4); no HTTP.
+"""cloudstack-configdrive: CloudStack's ``config-2`` drive (docs/protocols.md); no HTTP.
 
 One text file per item under ``cloudstack/metadata/``, each ending in a newline as CloudStack
 writes them: ``availability_zone.txt``, ``cloud_identifier.txt``

@@ -1,4 +1,4 @@
-"""DigitalOcean: the droplet document ``/metadata/v1.json`` (providers.md §2 "digitalocean").
+"""DigitalOcean: the droplet document ``/metadata/v1.json`` (docs/protocols.md "digitalocean").
 
 Interfaces come from ``network_interfaces``: a ``public`` one lists its ``public-ipv4`` as
 ``ipv4`` (gateway: the first host of its network) and its ``local-ipv4`` as ``anchor_ipv4``;

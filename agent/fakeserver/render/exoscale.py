@@ -1,5 +1,4 @@
-"""Exoscale: CloudStack's metadata service at ``/1.0/meta-data/`` (providers.md §2
-``exoscale``), plain-text items, no headers. Absent instance fields answer 404 (which the agent
+"""Exoscale: CloudStack's metadata service at ``/1.0/meta-data/`` (docs/protocols.md "exoscale"), plain-text items, no headers. Absent instance fields answer 404 (which the agent
 treats as an error on this platform).
 
 platform-data ``exoscale``: ``public-hostname``, ``cloud-identifier`` as for CloudStack.

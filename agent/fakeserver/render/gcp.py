@@ -1,4 +1,4 @@
-"""Google Compute Engine metadata server for the ids ``gcp`` and ``gce`` (providers.md §2 "gcp").
+"""Google Compute Engine metadata server for the ids ``gcp`` and ``gce`` (docs/protocols.md "gcp").
 
 Every request needs ``Metadata-Flavor: Google`` (else 403) and every answer of this platform,
 404s for absent items included, carries ``Metadata-Flavor: Google`` as the real server does.

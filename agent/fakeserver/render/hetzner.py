@@ -1,4 +1,4 @@
-"""Hetzner Cloud: YAML documents under ``/hetzner/v1/metadata`` (providers.md §2 "hetzner").
+"""Hetzner Cloud: YAML documents under ``/hetzner/v1/metadata`` (docs/protocols.md "hetzner").
 
 - ``/hetzner/v1/metadata``: the root mapping (``instance-id`` as an integer when it is one),
   including ``network-config``; the scalar items also have their own paths.

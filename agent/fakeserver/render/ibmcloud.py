@@ -1,4 +1,4 @@
-"""ibmcloud (VPC Gen2): a NoCloud seed on a ``cidata`` drive (providers.md §3.3); no HTTP.
+"""ibmcloud (VPC Gen2): a NoCloud seed on a ``cidata`` drive (docs/protocols.md); no HTTP.
 
 ``meta-data`` is ``key: value`` lines (``instance-id``, ``local-hostname`` = the first label of
 the hostname); ``vendor-data`` is MIME multipart with a ``text/cloud-config`` part holding the

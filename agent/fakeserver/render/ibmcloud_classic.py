@@ -1,4 +1,4 @@
-"""ibmcloud-classic: a vfat ``config-2`` drive in the OpenStack layout (providers.md §3.2);
+"""ibmcloud-classic: a vfat ``config-2`` drive in the OpenStack layout (docs/protocols.md);
 no HTTP. Write it with ``--drive-format vfat`` as IBM does.
 
 ``openstack/latest/``: ``meta_data.json`` (Nova's document: ``uuid``, ``name``, ``hostname`` =

@@ -1,5 +1,5 @@
 """kubevirt: KubeVirt's ``cloudInitConfigDrive`` volume, a ``config-2`` drive in the OpenStack
-layout (providers.md §3.2); no HTTP.
+layout (docs/protocols.md); no HTTP.
 
 ``openstack/latest/meta_data.json`` (``uuid``, ``hostname``, ``instance_type``,
 ``public_keys``) and ``network_data.json`` from the instance's interfaces. For KubeVirt's

@@ -1,4 +1,4 @@
-"""nocloud: a cloud-init NoCloud seed on a ``cidata`` drive (providers.md §3.3); no HTTP.
+"""nocloud: a cloud-init NoCloud seed on a ``cidata`` drive (docs/protocols.md); no HTTP.
 
 Files: see ``_nocloud.py``. ``platform-data: {nocloud: {network-config-version: 1}}`` writes
 network config v1 instead of the default v2. KubeVirt's NoCloud branch reads the same files:

@@ -1,5 +1,5 @@
 """OpenStack: the Nova metadata service (EC2-compatible tree + ``/openstack``) and the
-``config-2`` config drive (providers.md §2 ``openstack-metadata``, §3.2).
+``config-2`` config drive (docs/protocols.md "openstack-metadata").
 
 Absent instance fields are absent here too: the EC2 path is not served (404) and the JSON documents
 leave the key out, except the drive's ``ec2/latest/meta-data.json`` ``public-ipv4``, which a

@@ -1,4 +1,4 @@
-"""Oracle Cloud Infrastructure IMDS v2 (providers.md §2 "oraclecloud").
+"""Oracle Cloud Infrastructure IMDS v2 (docs/protocols.md "oraclecloud").
 
 ``GET /opc/v2/instance`` (and ``/opc/v2/instance/``) needs ``Authorization: Bearer Oracle``
 (else 403) and answers the instance document in OCI's camelCase; fields the instance does not

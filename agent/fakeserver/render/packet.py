@@ -1,5 +1,4 @@
-"""Equinix Metal (Packet): ``GET /metadata`` and the phone-home check-in (providers.md §2
-"packet").
+"""Equinix Metal (Packet): ``GET /metadata`` and the phone-home check-in (docs/protocols.md "packet").
 
 Every NIC of ``network_interfaces`` is listed under ``network.interfaces`` and enslaved to one
 bond; its addresses become ``network.addresses`` entries in Packet's order: public IPv4, IPv6

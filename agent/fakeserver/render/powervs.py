@@ -1,4 +1,4 @@
-"""powervs: an OpenStack-layout ``config-2`` drive (providers.md §3.2); no HTTP.
+"""powervs: an OpenStack-layout ``config-2`` drive (docs/protocols.md); no HTTP.
 
 ``openstack/latest/meta_data.json`` as Nova writes it (``uuid``, ``name`` = first label of the
 hostname, ``hostname``, ``public_keys`` …), shared with the openstack renderer.

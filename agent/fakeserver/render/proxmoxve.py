@@ -1,5 +1,5 @@
 """proxmoxve: the NoCloud seed Proxmox VE writes for a VM's cloud-init drive (``cidata``,
-providers.md §3.3); no HTTP.
+docs/protocols.md); no HTTP.
 
 Proxmox generates every file itself: ``meta-data`` holds only ``instance-id``; ``user-data`` is
 a ``#cloud-config`` with ``hostname`` (first label), ``fqdn``, ``manage_etc_hosts`` and

@@ -1,5 +1,4 @@
-"""Scaleway: ``GET /conf?format=json`` and the ``PATCH /state`` check-in (providers.md §2
-"scaleway").
+"""Scaleway: ``GET /conf?format=json`` and the ``PATCH /state`` check-in (docs/protocols.md "scaleway").
 
 The document follows Scaleway's field names: ``id`` (the instance id), ``hostname``,
 ``commercial_type`` (``instance-type``), ``private_ip`` (``local-ipv4``), ``public_ip.address``,

@@ -1,4 +1,4 @@
-"""UpCloud metadata service (providers.md §2 "upcloud"): plain text under ``/metadata/v1/``
+"""UpCloud metadata service (docs/protocols.md "upcloud"): plain text under ``/metadata/v1/``
 (underscores in the paths), no headers, plus the ``/metadata/v1.json`` document. Items the
 instance does not have answer 404.
 

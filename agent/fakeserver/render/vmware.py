@@ -1,4 +1,4 @@
-"""vmware: guestinfo keys as files (providers.md §4); no HTTP, no drive.
+"""vmware: guestinfo keys as files (docs/protocols.md); no HTTP, no drive.
 
 ``drive_files`` gives one file per guestinfo key: ``guestinfo.metadata`` (YAML with
 ``instance-id``, ``local-hostname`` and a netplan-shaped ``network`` key built from the

@@ -1,4 +1,4 @@
-"""Vultr metadata service (providers.md §2 "vultr"): plain text under ``/v1/``, no headers,
+"""Vultr metadata service (docs/protocols.md "vultr"): plain text under ``/v1/``, no headers,
 plus the ``/v1.json`` document. Items the instance does not have answer 404.
 
 ``platform-data: {vultr: {...}}``, optional: ``region-code`` (default the instance's region),
