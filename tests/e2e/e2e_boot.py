@@ -5,7 +5,7 @@
 Refuses to start QEMU unless this process is in a network namespace other than the host's that
 holds nothing but ``lo`` and no route; brings ``lo`` up (the ssh client reaches QEMU's hostfwd
 there). QEMU gets ``-nodefaults -no-user-config``, user networking with ``restrict=on,ipv6=off``
-and, at most, one ``guestfwd`` to the fake metadata server in ``--stdio`` mode (qemu.md §5, §9).
+and, at most, one ``guestfwd`` to the fake metadata server in ``--stdio`` mode (tests/e2e/README.md "How it works").
 A guest that does not power off is killed at the spec's bound (``timeout -k 5``). The outcome
 goes to ``boot.json`` in the run directory.
 """
@@ -90,6 +90,8 @@ def qemu_command(spec: dict) -> List[str]:
         "-device", "virtio-blk-pci,drive=res,serial=clmtest-results",
         "-netdev", netdev(spec), "-device", "virtio-net-pci,netdev=n0,romfile=",
     ]
+    for table in spec.get("smbios", ()):  # the firmware's DMI strings, as a cloud sets them
+        command += ["-smbios", table]
     drive = spec.get("drive")
     if drive and drive["format"] == "fw_cfg":
         # one firmware config entry (read-only to the guest); the file path must hold no comma

@@ -52,7 +52,7 @@ def tool(name: str) -> str:
 
 def choose_accel(requested: Optional[str] = None, *, modules: Path = Path("/sys/module"),
                  kvm_device: str = "/dev/kvm") -> str:
-    """``kvm`` only when a normal KVM is usable (qemu.md §2: /dev/kvm writable, kvm_intel or
+    """``kvm`` only when a normal KVM is usable (tests/e2e/README.md: /dev/kvm writable, kvm_intel or
     kvm_amd loaded, not the paravirtual kvm_pvm that cannot run a stock kernel), else ``tcg``.
     ``requested`` (or $CL_METADATA_E2E_ACCEL) ``kvm``/``tcg`` overrides."""
     choice = (requested or os.environ.get(ACCEL_ENV) or "auto").lower()

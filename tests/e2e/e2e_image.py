@@ -1,4 +1,4 @@
-"""The guest image, in two cached layers (qemu.md §3).
+"""The guest image, in two cached layers (tests/e2e/README.md "How it works").
 
 base-KEY/   debootstrapped bookworm tree, small initramfs, pruned modules, kernel + initrd
             copied out. KEY = everything that goes into it (recipe, packages, archive URL,

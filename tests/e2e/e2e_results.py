@@ -144,11 +144,27 @@ class BootResult:
         return {path: item for path, item in (self.report or {}).get("files", {}).items()
                 if path == top or path.startswith(top.rstrip("/") + "/")}
 
+    def entries(self, unit: Optional[str] = None, max_priority: int = 7) -> List[dict]:
+        """The journal entries a unit's processes logged, at most this priority.
+
+        journald names the unit from the sender's cgroup, which it cannot read once a fast
+        process has exited: such an entry has no _SYSTEMD_UNIT and counts for the unit whose
+        main process had its _PID.
+        """
+        main_pid = self.unit(unit).get("ExecMainPID", "0") if unit else "0"
+
+        def from_unit(entry: dict) -> bool:
+            if unit is None or entry.get("_SYSTEMD_UNIT") == unit:
+                return True
+            return ("_SYSTEMD_UNIT" not in entry and main_pid != "0"
+                    and entry.get("_PID") == main_pid)
+
+        return [e for e in self.journal
+                if from_unit(e) and int(e.get("PRIORITY", 6)) <= max_priority]
+
     def messages(self, unit: Optional[str] = None, max_priority: int = 7) -> List[str]:
-        """MESSAGE of the journal entries a unit's processes logged, at most this priority."""
-        return [str(e.get("MESSAGE", "")) for e in self.journal
-                if (unit is None or e.get("_SYSTEMD_UNIT") == unit)
-                and int(e.get("PRIORITY", 6)) <= max_priority]
+        """MESSAGE of ``entries(unit, max_priority)``."""
+        return [str(e.get("MESSAGE", "")) for e in self.entries(unit, max_priority)]
 
     def activation(self, unit: str) -> Optional[float]:
         """Seconds the unit's main process ran (or inactive → active), from systemd's timestamps."""

@@ -27,13 +27,13 @@ from e2e_host import E2E, choose_accel, jobs as default_jobs, run, tool, why_qem
 from e2e_image import Image, build_image, guest_files_from_dir, in_use
 from e2e_results import BootResult, Checks
 from e2e_expect import host_expectation
-from e2e_scenarios import (EXPECTATION, FW_CFG_NAME, SCENARIOS, Scenario, by_name, guest_files,
-                           instance)
+from e2e_catalog import SCENARIOS, by_name
+from e2e_scenarios import EXPECTATION, FW_CFG_NAME, Scenario, guest_files, instance
 
 RESULTS_DISK_BYTES = 32 * 1024 * 1024
 KEEP_RUNS = 10
 SUMMARY_KEY = "clmtest_e2e_summary"  # pytest config attribute: lines for the closing table
-AGENT_UNITS = ("cl-metadata.service", "cl-metadata-sshkeys@core.service",
+AGENT_UNITS = ("cl-metadata.service", "afterburn.service", "cl-metadata-sshkeys.service",
                "cl-metadata-sshkeys@ops.service")
 
 Log = Callable[[str], None]
@@ -167,8 +167,10 @@ def prepare(scenario: Scenario, image: Image, run_root: Path, keys: Dict[str, st
             write_drive(files, host_drive, "dir", renderer.DRIVE_LABEL)
             (run_dir / EXPECTATION).write_text(json.dumps(
                 host_expectation(scenario.provider, host_drive), indent=1) + "\n")
+    if scenario.smbios:
+        spec["smbios"] = list(scenario.smbios)
     if scenario.login:
-        spec["login"] = {"key": keys["private"], "user": "core"}
+        spec["login"] = {"key": keys["private"], "user": scenario.login_user}
     spec_path = run_dir / "spec.json"
     spec_path.write_text(json.dumps(spec, indent=1) + "\n")
     return spec_path

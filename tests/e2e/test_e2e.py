@@ -15,7 +15,7 @@ from typing import Dict
 import pytest
 
 from e2e_runner import SUMMARY_KEY, Outcome, run_scenarios
-from e2e_scenarios import SCENARIOS
+from e2e_catalog import SCENARIOS
 
 pytestmark = [pytest.mark.qemu, pytest.mark.root]
 

@@ -16,7 +16,8 @@ import pytest
 from e2e_boot import Unsafe, check_namespace, qemu_command
 from e2e_host import archive_url, choose_accel
 from e2e_results import BootResult, read_results
-from e2e_scenarios import SCENARIOS, guest_files
+from e2e_catalog import SCENARIOS
+from e2e_scenarios import guest_files
 
 GUEST = Path(__file__).resolve().parent / "guest" / "rootfs"
 
@@ -67,6 +68,12 @@ def test_config_drive_is_read_only(tmp_path, drive, device):
     assert option(command, "-drive")[-1].startswith("if=none,id=cd,file=/cd,format=raw,")
     assert "readonly=on" in option(command, "-drive")[-1]
     assert option(command, "-device")[-1] == device
+
+
+def test_smbios_tables_are_passed_as_given_and_only_when_asked(tmp_path):
+    assert option(qemu_command(spec(tmp_path)), "-smbios") == []
+    tables = ["type=1,manufacturer=Amazon EC2,product=t3.micro", "type=3,asset=Amazon EC2"]
+    assert option(qemu_command(spec(tmp_path, smbios=tables)), "-smbios") == tables
 
 
 def test_fw_cfg_entry_is_one_option_and_a_comma_is_refused(tmp_path):
@@ -148,6 +155,21 @@ def test_activation_time_from_systemd_timestamps(tmp_path):
     assert boot.activation("missing.service") is None
 
 
+def test_an_entry_without_its_unit_counts_for_the_unit_whose_main_pid_it_has(tmp_path):
+    # journald leaves _SYSTEMD_UNIT out when the sender exited before it read the cgroup
+    journal = [{"MESSAGE": "a", "_PID": "210", "_SYSTEMD_UNIT": "a.service"},
+               {"MESSAGE": "b", "_PID": "212"},
+               {"MESSAGE": "other", "_PID": "212", "_SYSTEMD_UNIT": "c.service"},
+               {"MESSAGE": "stranger", "_PID": "999"}]
+    units = {"a.service": {"ExecMainPID": "210"}, "b.service": {"ExecMainPID": "212"},
+             "never.service": {"ExecMainPID": "0"}}
+    boot = BootResult(tmp_path, {}, {"units": units}, journal, "", [], "")
+    assert boot.messages("a.service") == ["a"]
+    assert boot.messages("b.service") == ["b"]
+    assert boot.messages("never.service") == []
+    assert boot.messages() == ["a", "b", "other", "stranger"]
+
+
 @pytest.mark.parametrize("requested, modules, writable, expected", [
     (None, ["kvm", "kvm_pvm"], True, "tcg"),  # this machine kind: PVM cannot run a stock kernel
     (None, ["kvm", "kvm_intel"], True, "kvm"),
@@ -189,8 +211,9 @@ def test_archive_url_from_deb822_or_one_line_sources(tmp_path):
 
 def test_scenarios_are_named_uniquely_and_say_so_on_the_kernel_command_line():
     names = [s.name for s in SCENARIOS]
-    assert len(set(names)) == len(names) == 12
-    assert sorted({s.issue for s in SCENARIOS}) == [str(n) for n in range(1, 9)] + ["issue 6"]
+    assert len(set(names)) == len(names) == 19
+    assert sorted({s.issue for s in SCENARIOS}) == ([str(n) for n in range(1, 9)]
+                                                   + ["issue 11", "issue 6"])
     for scenario in SCENARIOS:
         words = scenario.kernel_cmdline().split()
         assert f"clmtest.scenario={scenario.name}" in words

@@ -1,0 +1,16 @@
+"""Every end-to-end scenario, in the order they boot and are listed: issue 5's and issue 6's
+(e2e_scenarios.py), then issue 11's drop-in boots (e2e_scenarios_dropin.py)."""
+
+from __future__ import annotations
+
+from typing import Dict, List
+
+import e2e_scenarios
+import e2e_scenarios_dropin
+from e2e_scenarios import Scenario
+
+SCENARIOS: List[Scenario] = [*e2e_scenarios.SCENARIOS, *e2e_scenarios_dropin.SCENARIOS]
+
+
+def by_name() -> Dict[str, Scenario]:
+    return {s.name: s for s in SCENARIOS}
