@@ -26,7 +26,7 @@ from typing import Dict, List, Mapping, Optional, Set, Tuple
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(TESTS)
-DOC = os.path.join(REPO, "docs", "attributes.md")
+DOC = os.path.join(REPO, "docs/attributes.md")
 MACHINE_PATH = os.path.join(TESTS, "fixtures", "contract-instance.yaml")
 
 # A trailing _0, _1 … is a position in a list (the name exists once per entry) except for these

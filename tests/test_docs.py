@@ -17,6 +17,8 @@ REPO = attributes_doc.REPO
 CITATION = re.compile(r"(?<![\w/.-])((?:[\w.-]+/)*(?:attributes|providers|hardening|style|qemu)"
                       r"\.md|(?:[\w.-]+/)*docs/[\w.-]+\.md)")
 
+SELF = "tests/test_docs.py"
+
 
 def tracked_files():
     try:
@@ -52,8 +54,8 @@ def test_a_citation_resolves_only_to_a_file_in_the_repository(tmp_path):
 def test_no_tracked_file_cites_a_document_outside_the_repository():
     offenders = {}
     for path in tracked_files():
-        if not os.path.isfile(os.path.join(REPO, path)):
-            continue
+        if path == SELF or not os.path.isfile(os.path.join(REPO, path)):
+            continue  # this file's own examples name missing documents on purpose
         try:
             with open(os.path.join(REPO, path), encoding="utf-8") as f:
                 text = f.read()
