@@ -21,7 +21,7 @@ from typing import List, Mapping, Optional, Sequence
 
 from cl_metadata import __version__
 from cl_metadata import log as agent_log
-from cl_metadata.errors import EXIT_FAILURE, EXIT_OK, CLMetadataError, UsageError
+from cl_metadata.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CLMetadataError, UsageError
 
 log = logging.getLogger("cl_metadata")
 
@@ -33,9 +33,11 @@ class Terminated(BaseException):
     """SIGTERM arrived: unwind so temp files are removed and drives unmounted."""
 
 
-class _HelpFormatter(argparse.HelpFormatter):
-    # A fixed width: argparse would otherwise import shutil (and bz2, lzma…) on every
-    # add_argument to ask the terminal, a cost every boot pays for help it never prints.
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    # The description and epilog keep their line breaks (the exit status table); option
+    # help is wrapped. A fixed width: argparse would otherwise import shutil (and bz2,
+    # lzma…) on every add_argument to ask the terminal, a cost every boot pays for help it
+    # never prints.
     def __init__(self, prog, width=None, **kwargs):
         columns = os.environ.get("COLUMNS", "")
         width = int(columns) - 2 if columns.isdigit() and int(columns) > 40 else 78
@@ -63,14 +65,31 @@ class _Once(argparse.Action):
         setattr(namespace, self.dest, values)
 
 
+USAGE = """cl-metadata [multi] (--provider ID|auto | --cmdline) [OPTIONS]
+       cl-metadata providers [--json]
+       cl-metadata help | --help | --version"""
+
+# The statuses of errors.py, as --help and the manual page state them.
+EXIT_STATUS_HELP = f"""exit status:
+  {EXIT_OK}  success (also: no metadata service, or no platform named with --settings)
+  {EXIT_FAILURE}  the platform could not be read, its metadata is invalid, or an output
+     could not be written
+  {EXIT_USAGE}  usage error: bad or repeated flags, unknown provider, no platform id on the
+     kernel command line, a bad override or settings file"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
-        prog="cl-metadata", formatter_class=_HelpFormatter,
-        description="Fetch this machine's metadata from its cloud platform and write the "
-                    "attributes file, SSH keys, hostname and network units.",
-        epilog="Other commands: 'cl-metadata providers' lists the platforms. Environment: "
-               "CL_METADATA_ENDPOINT, CL_METADATA_CONFIG_DRIVE, CL_METADATA_CMDLINE, "
-               "CL_METADATA_DMI_DIR, CL_METADATA_TIMEOUT (see the README).")
+        prog="cl-metadata", usage=USAGE, formatter_class=_HelpFormatter,
+        description="Fetch this machine's metadata from its cloud platform and write the\n"
+                    "attributes file, SSH keys, hostname and network configuration.",
+        epilog="commands:\n"
+               "  providers [--json]  list the platform ids, their sources and features\n"
+               "  help                this help\n\n"
+               + EXIT_STATUS_HELP + "\n\n"
+               "environment: CL_METADATA_ENDPOINT, CL_METADATA_CONFIG_DRIVE, CL_METADATA_CMDLINE,\n"
+               "  CL_METADATA_DMI_DIR, CL_METADATA_TIMEOUT, CL_METADATA_CONCURRENCY\n"
+               "  (see cl-metadata(1))")
     # Flags with one value use _Once: repeating them is an error. --ssh-keys is repeatable.
     parser.add_argument("--provider", metavar="ID", action=_Once,
                         help="the platform id (see 'providers'), or 'auto': the platform the "
@@ -178,10 +197,28 @@ def select_provider(args, environ: Mapping[str, str], kernel: Optional[Mapping[s
     raise UsageError("set --provider ID or --cmdline")
 
 
-def list_providers(out=None) -> int:
+def build_providers_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="cl-metadata providers", formatter_class=_HelpFormatter,
+                     description="List every platform id this agent knows, where it reads\n"
+                                 "the metadata from and which outputs it supports.")
+    parser.add_argument("--json", action="store_true",
+                        help="one JSON array of objects: id, source, features (a list), "
+                             "origin ('built-in' or the plugin's distribution)")
+    return parser
+
+
+def list_providers(out=None, as_json: bool = False) -> int:
     from cl_metadata import registry
 
     out = out or sys.stdout
+    if as_json:
+        import json
+
+        entries = [{"id": e.id, "source": e.provider.source,
+                    "features": sorted(e.provider.features), "origin": e.origin}
+                   for e in registry.all_entries()]
+        out.write(json.dumps(entries, indent=2) + "\n")
+        return EXIT_OK
     rows = [(e.id, e.provider.source, " ".join(sorted(e.provider.features)),
              "" if e.origin == "built-in" else f"(plugin: {e.origin})")
             for e in registry.all_entries()]
@@ -202,7 +239,15 @@ def main(argv: Optional[Sequence[str]] = None, environ: Mapping[str, str] = os.e
     agent_log.setup(0)  # usage errors are logged like every other error
     try:
         if argv[:1] == ["providers"]:
-            return list_providers()
+            return list_providers(as_json=build_providers_parser().parse_args(argv[1:]).json)
+        if argv[:1] == ["help"]:  # the same as --help; "help providers" for the subcommand
+            if argv[1:] == ["providers"]:
+                build_providers_parser().print_help()
+            elif argv[1:]:
+                raise UsageError(f"help: no such command {argv[1]!r} (commands: providers, help)")
+            else:
+                build_parser().print_help()
+            return EXIT_OK
         args = build_parser().parse_args(normalize_argv(argv))
         if args.verbose:
             agent_log.setup(args.verbose)

@@ -216,7 +216,8 @@ def find_labelled_device(labels: Sequence[str], *, by_label_dir: str = "/dev/dis
             break
         sleep(min(POLL_INTERVAL, left))
     looked_for = " or ".join(labels) if labels else "(no labels given)"
-    raise ConfigDriveNotFound(f"no drive labelled {looked_for} (waited {budget:g} s)",
+    # the budget is what was left of the deadline (2.98491…): hundredths are plenty
+    raise ConfigDriveNotFound(f"no drive labelled {looked_for} (waited {round(budget, 2):g} s)",
                               source=by_label_dir)
 
 

@@ -210,3 +210,82 @@ def test_new_flags_parse():
         parse("--provider", "ec2", "--attributes-flavor", "fedora")
     with pytest.raises(UsageError, match="more than once"):
         parse("--settings", "/a", "--settings", "/b")
+
+
+# --- the providers and help commands, the usage text -------------------------------------------
+
+def test_providers_json_is_every_entry_with_its_source_features_and_origin(capsys):
+    import json
+
+    assert cli.main(["providers", "--json"], environ={}) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert listed == [{"id": e.id, "source": e.provider.source,
+                       "features": sorted(e.provider.features), "origin": e.origin}
+                      for e in registry.all_entries()]
+    by_id = {entry["id"]: entry for entry in listed}
+    assert by_id["openstack-metadata"] == {
+        "id": "openstack-metadata", "source": "http", "origin": "built-in",
+        "features": ["attributes", "hostname", "network-units", "ssh-keys"]}
+    assert by_id["openstack"]["source"] == "config drive, else http"
+
+
+@pytest.mark.parametrize("argv", [["providers", "--bogus"], ["providers", "extra"],
+                                  ["providers", "--json", "--json=yes"]])
+def test_providers_rejects_other_arguments_as_a_usage_error(argv, capsys):
+    assert cli.main(argv, environ={}) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("cl-metadata: error: ") and captured.err.count("\n") == 1
+
+
+def test_providers_help_describes_json(capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["providers", "--help"], environ={})
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: cl-metadata providers [-h] [--json]\n")
+    assert "--json" in out.split("options:", 1)[1]
+
+
+def test_help_command_prints_the_help_of_dash_dash_help(capsys):
+    assert cli.main(["help"], environ={}) == 0
+    assert capsys.readouterr().out == cli.build_parser().format_help()
+    assert cli.main(["help", "providers"], environ={}) == 0
+    assert capsys.readouterr().out == cli.build_providers_parser().format_help()
+    assert cli.main(["help", "nonsense"], environ={}) == 2
+    assert "no such command 'nonsense'" in capsys.readouterr().err
+
+
+def test_usage_and_help_list_the_commands_and_exit_statuses():
+    text = cli.build_parser().format_help()
+    usage = text.split("\n\n", 1)[0]
+    assert usage.splitlines() == [
+        "usage: cl-metadata [multi] (--provider ID|auto | --cmdline) [OPTIONS]",
+        "       cl-metadata providers [--json]",
+        "       cl-metadata help | --help | --version"]
+    assert "\n  providers [--json]  " in text and "\n  help  " in text
+    statuses = text.split("exit status:\n", 1)[1]
+    assert [line.split()[0] for line in statuses.splitlines() if line[:3].strip().isdigit()] == [
+        "0", "1", "2"]
+
+
+def test_usage_error_message_points_to_help(capsys):
+    assert cli.main(["--provider"], environ={}) == 2
+    err = capsys.readouterr().err
+    assert err == "cl-metadata: error: argument --provider: expected one argument (see --help)\n"
+
+
+def test_drive_wait_is_reported_to_the_hundredth_of_a_second(tmp_path):
+    # the wait is what was left of the run's deadline, an arbitrary float
+    from cl_metadata import configdrive
+    from cl_metadata.errors import ConfigDriveNotFound
+
+    now = [100.0]
+
+    def sleep(seconds):
+        now[0] += seconds
+
+    with pytest.raises(ConfigDriveNotFound) as err:
+        configdrive.find_labelled_device(["config-2"], by_label_dir=str(tmp_path),
+                                         wait=2.9849123, sleep=sleep, clock=lambda: now[0])
+    assert err.value.cause == "no drive labelled config-2 (waited 2.98 s)"

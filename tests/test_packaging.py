@@ -1,4 +1,9 @@
-"""Packages: the .deb (built, inspected, installed into a clean Debian root), the RPM spec, the sdist.
+"""Packages: the .debs (built, inspected, linted, installed into a clean Debian root), the RPM
+spec, the sdist and the wheel.
+
+Distributions split the agent from its test tools: ``cl-metadata`` (the agent, units, tmpfiles,
+the sshd drop-in, manual pages, bash completion) and ``cl-metadata-fakeserver`` (the fake
+metadata server); the RPM spec has the same split as a subpackage.
 
 Tools missing → the test is skipped with the reason (tests/setup-system-deps installs them).
 The clean root is debootstrapped once from the host's configured Debian archive into a cache
@@ -10,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import gzip
 import hashlib
 import io
 import os
@@ -44,6 +50,13 @@ DEB_PLACES = dict(
     **{"units/tmpfiles.d/cl-metadata.conf": "/usr/lib/tmpfiles.d/cl-metadata.conf",
        "units/sshd_config.d/90-cl-metadata.conf": "/etc/ssh/sshd_config.d/90-cl-metadata.conf",
        "units/preset/90-cl-metadata.preset": "/lib/systemd/system-preset/90-cl-metadata.preset"})
+# files of the repository → where the agent's .deb puts them, besides the units
+DEB_EXTRA_PLACES = {
+    "man/cl-metadata.1": "/usr/share/man/man1/cl-metadata.1.gz",
+    "man/cl-metadata-import-image.1": "/usr/share/man/man1/cl-metadata-import-image.1.gz",
+    "packaging/completion/cl-metadata": "/usr/share/bash-completion/completions/cl-metadata"}
+FAKESERVER_PACKAGE = "cl-metadata-fakeserver"
+SITE = "/usr/lib/python3/dist-packages/cl_metadata"
 SYSTEM_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 ROOTFS_INCLUDE = ["python3", "openssh-server"]  # openssh-server: sshd -T reads our drop-in
 ROOTFS_PREFETCH = ["python3-requests", "python3-yaml"]  # downloaded into the cache, not installed
@@ -64,7 +77,8 @@ def test_unit_files_listed_here_are_all_of_units():
 # --- the .deb -----------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def deb(tmp_path_factory) -> Path:
+def debs(tmp_path_factory) -> Dict[str, Path]:
+    """Package name → the .deb packaging/build-deb built."""
     if shutil.which("dpkg-buildpackage") is None or shutil.which("dpkg-checkbuilddeps") is None:
         pytest.skip("dpkg-dev is not installed (tests/setup-system-deps installs it)")
     unmet = run(["dpkg-checkbuilddeps", str(REPO / "packaging/debian/control")],
@@ -74,10 +88,17 @@ def deb(tmp_path_factory) -> Path:
     outdir = tmp_path_factory.mktemp("deb")
     result = run([str(REPO / "packaging/build-deb"), str(outdir)])
     assert result.returncode == 0, result.stderr
-    debs = sorted(outdir.glob("*.deb"))
-    assert [d.name for d in debs] == [f"cl-metadata_{VERSION}-1_all.deb"]
-    assert result.stdout.strip() == str(debs[0])
-    return debs[0]
+    built = sorted(outdir.glob("*.deb"))
+    assert [d.name for d in built] == [f"{FAKESERVER_PACKAGE}_{VERSION}-1_all.deb",
+                                       f"cl-metadata_{VERSION}-1_all.deb"]
+    assert result.stdout.splitlines() == [str(d) for d in built]
+    return {d.name.split("_")[0]: d for d in built}
+
+
+@pytest.fixture(scope="module")
+def deb(debs) -> Path:
+    """The agent's package (what an image installs; tests/e2e finds it as cl-metadata_*.deb)."""
+    return debs["cl-metadata"]
 
 
 def deb_members(deb: Path) -> Dict[str, str]:
@@ -90,13 +111,20 @@ def deb_members(deb: Path) -> Dict[str, str]:
     return members
 
 
+def deb_files(deb: Path) -> List[str]:
+    """Paths of the regular files and symlinks (not directories) a .deb installs."""
+    listing = run(["dpkg-deb", "--fsys-tarfile", str(deb)], text=False, timeout=60).stdout
+    with tarfile.open(fileobj=io.BytesIO(listing)) as tar:
+        return [m.name.lstrip(".") for m in tar.getmembers() if not m.isdir()]
+
+
 def test_deb_contains_module_binary_units_tmpfiles_and_sshd_drop_in(deb, tmp_path):
     members = deb_members(deb)
-    site = "/usr/lib/python3/dist-packages/cl_metadata"
+    site = SITE
     for path in (f"{site}/__init__.py", f"{site}/cli.py", f"{site}/journal.py", f"{site}/log.py",
                  f"{site}/providers/__init__.py", "/usr/bin/cl-metadata",
                  f"{site}/imageimport/cli.py", "/usr/bin/cl-metadata-import-image",
-                 *DEB_PLACES.values()):
+                 *DEB_PLACES.values(), *DEB_EXTRA_PLACES.values()):
         assert members.get(path) == "", f"{path} missing from {deb.name}"
     for alias, target in ALIASES.items():
         assert members[f"{DEB_UNIT_DIR}/{alias}"] == target
@@ -106,17 +134,81 @@ def test_deb_contains_module_binary_units_tmpfiles_and_sshd_drop_in(deb, tmp_pat
     run(["dpkg-deb", "-x", str(deb), str(tmp_path)]).check_returncode()
     for source, place in DEB_PLACES.items():
         assert (tmp_path / place.lstrip("/")).read_bytes() == (REPO / source).read_bytes()
+    for source, place in DEB_EXTRA_PLACES.items():
+        shipped = (tmp_path / place.lstrip("/")).read_bytes()
+        if place.endswith(".gz"):
+            shipped = gzip.decompress(shipped)
+        assert shipped == (REPO / source).read_bytes()
     assert (tmp_path / "usr/bin/cl-metadata").read_text().startswith("#!/usr/bin/python3")
 
 
+def test_agent_deb_carries_no_fake_server(deb):
+    assert [m for m in deb_members(deb) if "fakeserver" in m or "fake-server" in m] == []
+
+
+def test_fakeserver_deb_holds_the_fake_server_and_nothing_of_the_agent(debs, deb, tmp_path):
+    files, agent = set(deb_files(debs[FAKESERVER_PACKAGE])), set(deb_files(deb))
+    for path in ("/usr/bin/cl-metadata-fake-server", f"{SITE}/fakeserver/__init__.py",
+                 f"{SITE}/fakeserver/cli.py", f"{SITE}/fakeserver/sample-instance.yaml",
+                 f"{SITE}/fakeserver/render/openstack.py",
+                 "/usr/share/man/man1/cl-metadata-fake-server.1.gz",
+                 f"/usr/share/doc/{FAKESERVER_PACKAGE}/copyright"):
+        assert path in files, f"{path} missing"
+    # every file is the fake server's (or its documentation); none is in both packages
+    assert [p for p in files if not (p.startswith((f"{SITE}/fakeserver/",
+                                                   f"/usr/share/doc/{FAKESERVER_PACKAGE}/"))
+                                     or "fake-server" in p
+                                     or p == f"/usr/share/lintian/overrides/{FAKESERVER_PACKAGE}")
+            ] == []
+    assert files & agent == set()
+    run(["dpkg-deb", "-x", str(debs[FAKESERVER_PACKAGE]), str(tmp_path)]).check_returncode()
+    page = tmp_path / "usr/share/man/man1/cl-metadata-fake-server.1.gz"
+    assert gzip.decompress(page.read_bytes()) == (
+        REPO / "man/cl-metadata-fake-server.1").read_bytes()
+
+
+def deb_fields(deb: Path, *names: str) -> Dict[str, str]:
+    return {name: run(["dpkg-deb", "-f", str(deb), name]).stdout.strip() for name in names}
+
+
 def test_deb_metadata(deb):
-    fields = {name: run(["dpkg-deb", "-f", str(deb), name]).stdout.strip()
-              for name in ("Package", "Version", "Architecture", "Depends", "Recommends")}
+    fields = deb_fields(deb, "Package", "Version", "Architecture", "Depends", "Recommends",
+                        "Section", "Maintainer")
     assert fields["Package"] == "cl-metadata" and fields["Version"] == f"{VERSION}-1"
     assert fields["Architecture"] == "all"
     depends = {d.strip().split()[0] for d in fields["Depends"].split(",")}
     assert {"python3-requests", "python3-yaml"} <= depends
     assert fields["Recommends"] == "python3-systemd"
+    # a "cl-" name would otherwise be filed under Common Lisp
+    assert fields["Section"] == "admin"
+    assert "localhost" not in fields["Maintainer"]
+
+
+def test_fakeserver_deb_depends_on_the_same_agent_version(debs):
+    fields = deb_fields(debs[FAKESERVER_PACKAGE], "Package", "Version", "Architecture",
+                        "Depends", "Section")
+    assert (fields["Package"], fields["Version"], fields["Architecture"]) == (
+        FAKESERVER_PACKAGE, f"{VERSION}-1", "all")
+    assert f"cl-metadata (= {VERSION}-1)" in [d.strip() for d in fields["Depends"].split(",")]
+    assert fields["Section"] == "devel"
+
+
+def test_lintian_pedantic_finds_nothing_not_overridden(debs):
+    """Every tag lintian reports, info and pedantic included, is fixed or overridden with a
+    reason in packaging/debian/*.lintian-overrides."""
+    if shutil.which("lintian") is None:
+        pytest.skip("lintian is not installed (tests/setup-system-deps installs it)")
+    # info tags fail through the listing: lintian 2.116's --fail-on=info counts overridden ones
+    result = run(["lintian", "--pedantic", "--display-info", "--no-cfg", "--fail-on",
+                  "error,warning,pedantic", *map(str, debs.values())], timeout=600)
+    tags = [line for line in result.stdout.splitlines() if re.match(r"^[EWIPX]: ", line)]
+    assert (result.returncode, tags) == (0, [])
+    # an override without a reason above it is not reviewed
+    for overrides in (REPO / "packaging/debian").glob("*.lintian-overrides"):
+        lines = overrides.read_text().splitlines()
+        for i, line in enumerate(lines):
+            if line and not line.startswith("#"):
+                assert i > 0 and lines[i - 1].startswith("# "), f"{overrides.name}: {line}"
 
 
 def test_deb_maintainer_scripts_never_start_stop_or_restart_units(deb, tmp_path):
@@ -245,6 +337,18 @@ def test_installed_agent_runs_in_a_clean_debian_root(installed_root):
     assert probe.stdout == "True\n", probe.stderr
 
 
+def test_fake_server_installs_beside_the_agent_from_its_own_package(installed_root, debs):
+    probe = ["python3", "-c", "import cl_metadata.fakeserver"]
+    assert chroot(installed_root, *probe).returncode != 0  # the agent alone has no fake server
+    fake = debs[FAKESERVER_PACKAGE]
+    shutil.copy(fake, installed_root / "tmp" / fake.name)
+    result = chroot(installed_root, "apt-get", "install", "-y", "-q", "--no-install-recommends",
+                    f"/tmp/{fake.name}")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    listed = chroot(installed_root, "cl-metadata-fake-server", "--list-platforms", timeout=60)
+    assert listed.returncode == 0 and "openstack-metadata" in listed.stdout.split(), listed.stderr
+
+
 def enabled_links(root: Path) -> Dict[str, str]:
     base = root / "etc/systemd/system"
     return {str(p.relative_to(base)): os.readlink(p) for p in sorted(base.rglob("cl-metadata*"))
@@ -281,14 +385,36 @@ def test_purge_removes_the_enable_links(installed_root):
 
 # --- Debian and RPM sources agree with the repository -------------------------------------------
 
+def install_pairs(package: str) -> Dict[str, str]:
+    """``source destination`` lines of debian/PACKAGE.install (one-field lines are taken from
+    the Python install tree)."""
+    lines = (REPO / f"packaging/debian/{package}.install").read_text().splitlines()
+    return dict(line.split() for line in lines if len(line.split()) == 2)
+
+
 def test_debian_install_and_links_files_cover_every_unit_file():
-    install = (REPO / "packaging/debian/cl-metadata.install").read_text().split()
-    pairs = dict(zip(install[::2], install[1::2]))
-    assert {src: f"/{dst}{Path(src).name}" for src, dst in pairs.items()} == DEB_PLACES
+    pairs = install_pairs("cl-metadata")
+    assert {src: f"/{dst}{Path(src).name}" for src, dst in pairs.items()
+            if src.startswith("units/")} == DEB_PLACES
     links = (REPO / "packaging/debian/cl-metadata.links").read_text().split()
     assert dict(zip(links[1::2], links[::2])) == {
         f"lib/systemd/system/{alias}": f"lib/systemd/system/{target}"
         for alias, target in ALIASES.items()}
+
+
+def test_every_manual_page_is_installed_by_both_packagings():
+    pages = sorted(p.name for p in (REPO / "man").glob("*.1"))
+    debian = sorted(Path(line).name for package in ("cl-metadata", FAKESERVER_PACKAGE)
+                    for line in (REPO / f"packaging/debian/{package}.manpages")
+                    .read_text().split())
+    assert debian == pages
+    assert (REPO / f"packaging/debian/{FAKESERVER_PACKAGE}.manpages").read_text().split() == [
+        "man/cl-metadata-fake-server.1"]
+    spec = (REPO / "packaging/rpm/cl-metadata.spec").read_text()
+    installed = re.search(r"^for page in (.+); do$", spec, re.M).group(1).split()
+    assert sorted(installed) == pages
+    assert install_pairs("cl-metadata")["packaging/completion/cl-metadata"] == \
+        "usr/share/bash-completion/completions/"
 
 
 def test_versions_agree():
@@ -306,8 +432,19 @@ def parsed_spec() -> str:
     result = run(["rpmspec", "-P", str(spec)], timeout=60)
     assert result.returncode == 0 and result.stderr == "", result.stderr
     query = run(["rpmspec", "-q", "--qf", "%{name} %{version} %{arch}\n", str(spec)], timeout=60)
-    assert query.stdout == f"cl-metadata {VERSION} noarch\n", query.stderr
+    assert query.stdout == (f"cl-metadata {VERSION} noarch\n"
+                            f"{FAKESERVER_PACKAGE} {VERSION} noarch\n"), query.stderr
     return result.stdout
+
+
+def spec_files(parsed_spec: str, package: str = "") -> List[str]:
+    """The lines of the %files section of the main package, or of subpackage ``package``."""
+    body = parsed_spec.split("\n%changelog", 1)[0]
+    for section in body.split("\n%files")[1:]:
+        header, _, lines = section.partition("\n")
+        if header.split("-f")[0].strip() == package:
+            return lines.splitlines()
+    raise AssertionError(f"no %files {package}")
 
 
 def test_rpm_scriptlets_cover_every_unit_and_never_restart(parsed_spec):
@@ -321,7 +458,7 @@ def test_rpm_scriptlets_cover_every_unit_and_never_restart(parsed_spec):
 
 
 def test_rpm_files_cover_every_unit_file_and_alias(parsed_spec):
-    files = parsed_spec.split("\n%files", 1)[1].split("\n%changelog", 1)[0].splitlines()
+    files = spec_files(parsed_spec)
     for name in [*UNIT_FILES, *ALIASES]:
         assert f"%{{_unitdir}}/{name}" in files, name
     assert "%{_tmpfilesdir}/cl-metadata.conf" in files
@@ -333,7 +470,33 @@ def test_rpm_files_cover_every_unit_file_and_alias(parsed_spec):
                          parsed_spec, re.M), alias
 
 
-# --- the sdist ----------------------------------------------------------------------------------
+def test_rpm_fake_server_is_a_subpackage(parsed_spec):
+    agent, fake = spec_files(parsed_spec), spec_files(parsed_spec, "fakeserver")
+    assert "/usr/bin/cl-metadata-fake-server" not in agent
+    (exclude,) = [line for line in agent if line.startswith("%exclude")]
+    assert exclude.endswith("/cl_metadata/fakeserver/")
+    assert "/usr/bin/cl-metadata-fake-server" in fake
+    assert [line for line in fake if line.endswith("/cl_metadata/fakeserver/")]
+    assert "%license LICENSE" in agent and "%license LICENSE" in fake
+    assert re.search(r"^Requires:\s+cl-metadata = ", parsed_spec.split("%package fakeserver")[1],
+                     re.M)
+
+
+def test_rpmlint_finds_nothing_not_filtered():
+    if shutil.which("rpmlint") is None:
+        pytest.skip("rpmlint is not installed (tests/setup-system-deps installs it)")
+    rpm_dir = REPO / "packaging/rpm"
+    result = run(["rpmlint", "-r", str(rpm_dir / "cl-metadata.rpmlintrc"),
+                  str(rpm_dir / "cl-metadata.spec")], timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 errors, 0 warnings" in result.stdout
+    filters = (rpm_dir / "cl-metadata.rpmlintrc").read_text().splitlines()
+    for i, line in enumerate(filters):
+        if line.startswith("addFilter"):
+            assert filters[i - 1].startswith("# "), line  # each filter says why
+
+
+# --- the sdist and the wheel -------------------------------------------------------------------
 
 def repo_files() -> List[str]:
     """What the packages are built from: tracked and new files, never ignored build debris."""
@@ -344,7 +507,8 @@ def repo_files() -> List[str]:
     return [f for f in listed.stdout.split("\0") if f and (REPO / f).exists()]
 
 
-def test_sdist_contains_units_packaging_and_tests(tmp_path):
+def build_dist(tmp_path: Path, kind: str) -> Path:
+    """``python -m build --KIND`` (sdist or wheel) of a copy of the tree; the archive."""
     src = tmp_path / "src"
     for name in repo_files():
         (src / name).parent.mkdir(parents=True, exist_ok=True)
@@ -352,16 +516,38 @@ def test_sdist_contains_units_packaging_and_tests(tmp_path):
     outdir = tmp_path / "dist"
     try:
         import build  # noqa: F401  (the PyPA front-end, as `python -m build` uses)
-        cmd = [sys.executable, "-m", "build", "--sdist", "--no-isolation", "--outdir", str(outdir)]
+        cmd = [sys.executable, "-m", "build", f"--{kind}", "--no-isolation", "--outdir",
+               str(outdir)]
     except ImportError:  # same PEP 517 hook, called directly
         cmd = [sys.executable, "-c", "import sys; from setuptools import build_meta as b; "
-               "print(b.build_sdist(sys.argv[1]))", str(outdir)]
+               f"print(b.build_{kind}(sys.argv[1]))", str(outdir)]
     result = run(cmd, cwd=src, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    (sdist,) = outdir.glob("*.tar.gz")
+    (archive,) = outdir.glob("*.tar.gz" if kind == "sdist" else "*.whl")
+    return archive
+
+
+def test_wheel_carries_the_licence_and_its_metadata(tmp_path):
+    import zipfile
+
+    with zipfile.ZipFile(build_dist(tmp_path, "wheel")) as wheel:
+        names = wheel.namelist()
+        (metadata,) = [n for n in names if n.endswith(".dist-info/METADATA")]
+        (licence,) = [n for n in names if n.endswith("LICENSE")]
+        assert licence.startswith(metadata.split("/")[0] + "/")  # in .dist-info/, not the package
+        assert wheel.read(licence) == (REPO / "LICENSE").read_bytes()
+        fields = wheel.read(metadata).decode().split("\n\n", 1)[0].splitlines()
+    assert "Classifier: License :: OSI Approved :: Apache Software License" in fields
+    assert [f for f in fields if f.startswith("License-File: ")] == ["License-File: LICENSE"]
+    assert "Apache License" in (REPO / "LICENSE").read_text().splitlines()[1]
+
+
+def test_sdist_contains_units_packaging_and_tests(tmp_path):
+    sdist = build_dist(tmp_path, "sdist")
     with tarfile.open(sdist) as tar:
         names = {n.split("/", 1)[1] for n in tar.getnames() if "/" in n}
-    expected = [*DEB_PLACES, "packaging/build-deb", "packaging/debian/rules",
+    expected = [*DEB_PLACES, *DEB_EXTRA_PLACES, "LICENSE", "man/cl-metadata-fake-server.1",
+                "packaging/build-deb", "packaging/debian/rules",
                 "packaging/debian/control", "packaging/debian/changelog",
                 "packaging/debian/source/format", "packaging/rpm/cl-metadata.spec",
                 "tests/test_units.py", "tests/test_packaging.py", "README.md", "pyproject.toml"]
