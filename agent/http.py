@@ -318,6 +318,23 @@ def _drain(resp: requests.Response) -> None:
 RequestItem = Union[str, Tuple[str, Dict[str, Any]]]
 
 
+def bounded_session(*, pool_connections: int, pool_maxsize: int) -> requests.Session:
+    """A session that takes nothing from the environment (proxy variables, ``~/.netrc``,
+    ``REQUESTS_CA_BUNDLE``), keeps no cookie, asks for identity encoding (the byte cap counts
+    what arrives) and whose connections hand their socket to the deadline watchdog."""
+    session = requests.Session()
+    session.trust_env = False
+    session.proxies = {}
+    session.cookies = RequestsCookieJar(policy=_RefuseCookies())
+    session.headers["User-Agent"] = USER_AGENT
+    session.headers["Accept-Encoding"] = "identity"
+    adapter = _Adapter(max_retries=0, pool_connections=pool_connections,
+                       pool_maxsize=pool_maxsize)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
 class HttpClient:
     """Thread-safe: one session and connection pool shared by every caller."""
 
@@ -349,16 +366,7 @@ class HttpClient:
         self._overridden_origins: set = set()  # platform origins whose override was logged
         self._override_lock = threading.Lock()
 
-        session = requests.Session()
-        session.trust_env = False  # no proxy variables, no ~/.netrc, no REQUESTS_CA_BUNDLE
-        session.proxies = {}
-        session.cookies = RequestsCookieJar(policy=_RefuseCookies())
-        session.headers["User-Agent"] = USER_AGENT
-        session.headers["Accept-Encoding"] = "identity"
-        adapter = _Adapter(max_retries=0, pool_connections=4, pool_maxsize=max_workers)
-        session.mount("http://", adapter)
-        session.mount("https://", adapter)
-        self._session = session
+        self._session = bounded_session(pool_connections=4, pool_maxsize=max_workers)
 
     # --- public API -------------------------------------------------------------------------
 

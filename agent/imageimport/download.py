@@ -30,12 +30,11 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import requests
 import urllib3.exceptions
-from requests.cookies import RequestsCookieJar
 from requests.utils import get_environ_proxies
 
 from cl_metadata.deadline import Deadline
-from cl_metadata.http import (REDIRECT_STATUSES, USER_AGENT, _Adapter, _current, _RefuseCookies,
-                              _same_origin, _transport_cause, _Watchdog)
+from cl_metadata.http import (REDIRECT_STATUSES, _current, _same_origin, _transport_cause,
+                              _Watchdog, bounded_session)
 from cl_metadata.imageimport.errors import ImageImportError
 
 CHUNK = 256 * 1024
@@ -56,16 +55,7 @@ class Downloader:
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
         self._max_redirects = max_redirects
-        session = requests.Session()
-        session.trust_env = False  # no proxy variables, no ~/.netrc, no REQUESTS_CA_BUNDLE
-        session.proxies = {}
-        session.cookies = RequestsCookieJar(policy=_RefuseCookies())
-        session.headers["User-Agent"] = USER_AGENT
-        session.headers["Accept-Encoding"] = "identity"
-        adapter = _Adapter(max_retries=0, pool_connections=2, pool_maxsize=2)
-        session.mount("http://", adapter)
-        session.mount("https://", adapter)
-        self._session = session
+        self._session = bounded_session(pool_connections=2, pool_maxsize=2)
 
     def close(self) -> None:
         self._session.close()
