@@ -47,7 +47,7 @@ import stat
 import sys
 import time
 import zlib
-from typing import Callable, Iterable, Iterator, Optional, Tuple, Union
+from typing import Callable, Iterable, Iterator, Mapping, Optional, Tuple, Union
 
 from cl_metadata.errors import OutputError
 
@@ -619,6 +619,16 @@ def atomic_write(path: PathLike, data: bytes, *, mode: int, make_parents: bool =
         raise OutputError(describe(err), target=target) from err
     finally:
         os.close(dir_fd)
+
+
+def write_into_dir(directory: PathLike, files: Mapping[str, bytes], *, mode: int) -> None:
+    """Each of ``files`` (name → bytes) atomically into the output directory ``directory``
+    (``make_output_dir``'s rules), in name order. Files of earlier runs that are not named
+    stay: the directory may hold an administrator's own."""
+    target = os.fspath(directory)
+    make_output_dir(target)
+    for name in sorted(files):
+        atomic_write(os.path.join(target, name), files[name], mode=mode)
 
 
 def write_output(path: PathLike, data: bytes, *, mode: int) -> None:

@@ -156,7 +156,5 @@ def write_files(directory: Union[str, "os.PathLike[str]"], files: Mapping[str, b
     for name in files:
         if name != FILE_NAME:
             raise ValueError(f"not the netplan file name: {name!r}")
-    fsutil.make_output_dir(directory)
-    for name in sorted(files):
-        fsutil.atomic_write(os.path.join(directory, name), files[name], mode=FILE_MODE)
+    fsutil.write_into_dir(directory, files, mode=FILE_MODE)
     logger.info("wrote the netplan document %s to %s", FILE_NAME, directory)

@@ -150,8 +150,6 @@ def write_files(directory: Union[str, "os.PathLike[str]"], files: Mapping[str, b
     for name in files:
         if not _FILE_NAME.fullmatch(name):
             raise ValueError(f"not a network unit file name: {name!r}")
-    fsutil.make_output_dir(directory)
-    for name in sorted(files):
-        fsutil.atomic_write(os.path.join(directory, name), files[name], mode=FILE_MODE)
+    fsutil.write_into_dir(directory, files, mode=FILE_MODE)
     logger.info("wrote %d network unit%s to %s", len(files), "" if len(files) == 1 else "s",
                 directory)
