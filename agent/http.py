@@ -54,10 +54,11 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 # before the end: time for a link-local round trip and the requests that follow a success.
 FINAL_ATTEMPT_LEAD = 0.25
 
-# Header names whose values are credentials or platform proofs: never logged.
+# Header names whose values are credentials or platform proofs, never logged; and Azure's
+# transport certificate, a throw-away 1 KiB blob that would only bury the line it is on.
 _SECRET_HEADER_PREFIXES = ("x-aws-ec2-metadata-token", "metadata-token")
 _SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie",
-                             "metadata-flavor", "metadata"})
+                             "metadata-flavor", "metadata", "x-ms-guest-agent-public-x509-cert"})
 
 
 class Response(NamedTuple):

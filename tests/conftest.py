@@ -75,6 +75,23 @@ def run_agent(*args, env, timeout=60):
                           capture_output=True, text=True, timeout=timeout)
 
 
+NOBODY = 65534
+
+
+@pytest.fixture(scope="session")
+def nobody_can_run_the_agent():
+    """Skip unless uid 65534 can start the agent from this checkout: a clone under a private
+    directory (``mktemp -d`` makes it 0700) is out of reach for any other user."""
+    if not IS_ROOT:
+        pytest.skip("needs root (runs the agent as nobody)")
+    result = subprocess.run([sys.executable, "-c", "import cl_metadata.cli"],
+                            capture_output=True, text=True, timeout=60,
+                            user=NOBODY, group=NOBODY, extra_groups=[])
+    if result.returncode != 0:
+        pytest.skip("uid 65534 cannot read this checkout or its interpreter "
+                    f"({sys.executable}): a parent directory is private")
+
+
 @pytest.fixture
 def throwaway_user():
     """A real user with its own home (root only); removed afterwards."""

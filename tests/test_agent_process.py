@@ -278,7 +278,7 @@ def test_on_the_journal_the_milestones_are_logged_but_not_the_steps(fake_server,
 
 # --- SSH keys for another user need root ----------------------------------------------------------
 
-@needs_root
+@pytest.mark.usefixtures("nobody_can_run_the_agent")
 def test_ssh_keys_for_another_user_without_root_fail_before_any_request(fake_server, agent_env,
                                                                         throwaway_user):
     if shutil.which("setpriv") is None:

@@ -860,7 +860,7 @@ def test_redact_headers():
     headers = {"X-aws-ec2-metadata-token": "t1", "X-aws-ec2-metadata-token-ttl-seconds": "21600",
                "Metadata-Token": "t2", "Metadata-Token-Expiry": "t3",
                "authorization": "Bearer t4", "Metadata-Flavor": "Google", "Metadata": "true",
-               "Accept": "application/json"}
+               "x-ms-guest-agent-public-x509-cert": "MIIDEz...", "Accept": "application/json"}
     assert redact_headers(headers) == {**{k: "<redacted>" for k in headers},
                                        "Accept": "application/json"}
     assert redact_headers(None) == {}

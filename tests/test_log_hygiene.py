@@ -219,7 +219,9 @@ def test_no_metadata_value_reaches_any_output(provider_id, agent_env, tmp_path, 
             server.stop()
     for status, printed in outcomes:
         assert status == 0, printed[-3000:]
-        leaked = [marker for marker in MARKERS if marker.lower() in printed.lower()]
+        # as written: the markers are lower case, and a case-blind "zqx" also turns up in
+        # random base64 now and then
+        leaked = [marker for marker in MARKERS if marker in printed]
         assert leaked == [], printed[-3000:]
     # both runs got as far as the warnings (the same ones, the journal's at priority 4)
     pipe, journal = (printed.splitlines() for _, printed in outcomes)

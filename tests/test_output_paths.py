@@ -292,7 +292,7 @@ def run_as_nobody(*args, env):
                           user=NOBODY, group=NOBODY, extra_groups=[])
 
 
-@needs_root
+@pytest.mark.usefixtures("nobody_can_run_the_agent")
 def test_a_directory_the_user_cannot_write_fails_before_any_request(server, agent_env,
                                                                     shared_tree):
     target = os.path.join(shared_tree, "coreos")  # root's 0755 directory
@@ -306,7 +306,7 @@ def test_a_directory_the_user_cannot_write_fails_before_any_request(server, agen
     assert snapshot(shared_tree) == {"coreos": ("file", OLD, 0o666)}
 
 
-@needs_root
+@pytest.mark.usefixtures("nobody_can_run_the_agent")
 def test_a_directory_the_user_owns_is_written(server, agent_env, shared_tree):
     os.chown(shared_tree, NOBODY, NOBODY)
     target = os.path.join(shared_tree, "coreos")
