@@ -550,3 +550,37 @@ def test_write_drive_image(tmp_path, fmt, tools):
     assert json.loads(meta) == EXPECTED_META_DATA
     user_data = _read_image_file(fmt, image, "openstack/latest/user_data", tmp_path)
     assert user_data == b"#cloud-config\nhostname: demo-1\n"
+
+
+# --- `-- COMMAND`: serve while a command runs ------------------------------------------------
+
+def test_command_mode_serves_while_the_command_runs_and_passes_its_status(tmp_path):
+    log = tmp_path / "requests.jsonl"
+    probe = ("import os, sys, urllib.request; url = os.environ['CL_METADATA_ENDPOINT']; "
+             "assert url.startswith('http://127.0.0.1:'), url; "
+             "body = urllib.request.urlopen(url + '/latest/meta-data/instance-id').read(); "
+             "sys.exit(7 if body == b'i-0a1b2c3d4e5f60718' else 1)")
+    result = subprocess.run([sys.executable, "-m", "cl_metadata.fakeserver", "--platform",
+                             "openstack-metadata", "--log", str(log), "--",
+                             sys.executable, "-c", probe], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 7, result.stderr  # the command's own status
+    assert [json.loads(line)["path"] for line in log.read_text().splitlines()] == [
+        "/latest/meta-data/instance-id"]
+
+
+@pytest.mark.parametrize("command, status", [(["/nonexistent/cmd"], 127),
+                                             (["sh", "-c", "kill -9 $$"], 137)])
+def test_command_mode_reports_a_command_that_did_not_run_or_was_killed(command, status):
+    result = subprocess.run([sys.executable, "-m", "cl_metadata.fakeserver", "--", *command],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == status, result.stderr
+
+
+def test_command_mode_is_refused_with_the_other_modes():
+    for mode in (["--stdio"], ["--list-platforms"]):
+        result = subprocess.run([sys.executable, "-m", "cl_metadata.fakeserver", *mode, "--",
+                                 "true"], capture_output=True, text=True, timeout=60)
+        assert result.returncode == 2, mode
+        if mode != ["--stdio"]:  # --stdio never writes to stderr (QEMU's guestfwd reads it)
+            assert "-- COMMAND serves on TCP" in result.stderr

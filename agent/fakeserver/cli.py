@@ -2,7 +2,9 @@
 
 TCP mode prints the URL as the first stdout line and serves on loopback until SIGTERM/SIGINT.
 ``--stdio`` answers exactly one request from stdin on stdout (QEMU ``guestfwd=…-cmd:``) and
-never writes to stderr. ``--write-drive`` writes the platform's config drive and exits.
+never writes to stderr. ``-- COMMAND…`` serves while COMMAND runs, with ``CL_METADATA_ENDPOINT``
+set to the server's URL in its environment, and exits with COMMAND's status. ``--write-drive``
+writes the platform's config drive and exits.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import argparse
 import json
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -29,7 +32,9 @@ STDIO_FAILURE = (b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n"
 
 
 EPILOG = """modes: serve on TCP (prints the URL, serves until SIGTERM/SIGINT), --stdio (one
-request), --write-drive (the platform's config drive), --list-platforms.
+request), --write-drive (the platform's config drive), --list-platforms, and
+`-- COMMAND [ARG]...`: serve while COMMAND runs with CL_METADATA_ENDPOINT set to the
+server's URL, then exit with COMMAND's status (127: it could not be started).
 
 fault SPEC: PATH=KIND[:ARG][@N|@Ss]; PATH is *, a prefix ending in *, or a path. KIND:
   status:CODE[:RETRY_AFTER], delay:SECONDS, drip[:SECONDS_PER_BYTE], truncate[:BYTES],
@@ -121,6 +126,25 @@ def _run_tcp(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _run_command(args: argparse.Namespace, command: List[str]) -> int:
+    """Serve while ``command`` runs: one re-runnable line starts the platform and the agent."""
+    server = FakeServer(args.platform, load_instance(args.instance),
+                        faults=[parse_fault(s) for s in args.fault], log_path=args.log,
+                        bind=args.bind, port=args.port, latency=args.latency,
+                        fault_state=args.state)
+    server.start()
+    try:
+        env = dict(os.environ, CL_METADATA_ENDPOINT=server.url)
+        try:
+            status = subprocess.run(command, env=env, check=False).returncode
+        except OSError as err:
+            print(f"{PROG}: {command[0]}: {err.strerror}", file=sys.stderr)
+            return 127
+    finally:
+        server.stop()
+    return 128 - status if status < 0 else status  # killed by a signal: the shell's number
+
+
 def _write_drive(args: argparse.Namespace) -> int:
     renderer = renderer_for(args.platform)
     if not hasattr(renderer, "drive_files"):
@@ -133,6 +157,9 @@ def _write_drive(args: argparse.Namespace) -> int:
 
 def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    command: List[str] = []
+    if "--" in argv:
+        argv, command = argv[:argv.index("--")], argv[argv.index("--") + 1:]
     stdio = "--stdio" in argv
     if stdio:
         _silence_stderr()
@@ -143,7 +170,13 @@ def main(argv: Optional[List[str]] = None) -> int:
             sys.stdout.buffer.write(STDIO_FAILURE)
             sys.stdout.buffer.flush()
         return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
+    if command and (args.stdio or args.write_drive or args.list_platforms):
+        print(f"{PROG}: -- COMMAND serves on TCP: not with --stdio, --write-drive or "
+              "--list-platforms", file=sys.stderr)
+        return EXIT_USAGE
     try:
+        if command:
+            return _run_command(args, command)
         if args.list_platforms:
             for platform in sorted(platforms()):
                 print(platform)
