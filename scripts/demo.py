@@ -22,7 +22,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, NoReturn
 
 import yaml
 
@@ -49,7 +49,7 @@ NAMESPACE_SCRIPT = ('s=$1 h=$2; shift 2; while [ "$1" != -- ]; do '
                     'shift; done; shift; mount --rbind "$s" "$h" && exec "$@"')
 
 
-def fail(message: str, status: int = 1) -> "NoReturn":  # noqa: F821
+def fail(message: str, status: int = 1) -> NoReturn:
     print(f"demo: {message}", file=sys.stderr)
     sys.exit(status)
 

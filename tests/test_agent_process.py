@@ -1,7 +1,6 @@
 """The real ``cl-metadata`` process against the fake server on loopback and a drive directory:
 exact files, modes, owners, exit codes and what the server saw."""
 
-import json
 import os
 import shutil
 import signal

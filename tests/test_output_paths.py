@@ -16,7 +16,7 @@ import uuid
 import pytest
 
 from cl_metadata.fakeserver.faults import Fault
-from conftest import IS_ROOT, needs_root, run_agent
+from conftest import IS_ROOT, run_agent
 
 PROVIDER = "openstack-metadata"
 NOBODY = 65534
