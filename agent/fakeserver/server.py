@@ -52,8 +52,9 @@ class Dispatcher:
                  faults: Sequence[Fault] = (), log_path: Union[str, Path, None] = None,
                  latency: float = 0.0, sleep: Callable[[float], None] = time.sleep,
                  fault_state: Union[str, Path, None] = None,
-                 clock: Callable[[], float] = time.time):
-        renderer = renderer_for(platform)
+                 clock: Callable[[], float] = time.time, renderer: Optional[object] = None):
+        # renderer: a render module from outside this package (a plugin's), else the built-in one
+        renderer = renderer if renderer is not None else renderer_for(platform)
         self.platform = platform
         self.instance = instance if instance is not None else load_instance()
         self.routes = {(r.method, r.path): r for r in renderer.routes(self.instance)}
@@ -364,19 +365,23 @@ class _LoopbackHTTPServer(ThreadingHTTPServer):
 
 
 class FakeServer:
-    """A loopback HTTP server for one platform; use as a context manager in tests."""
+    """A loopback HTTP server for one platform; use as a context manager in tests.
+
+    ``renderer`` serves a platform this package has no render module for (a plugin's own module
+    with ``routes(instance)``); without it the platform id picks a built-in one.
+    """
 
     def __init__(self, platform: str, instance: Optional[Instance] = None, *,
                  faults: Sequence[Fault] = (), log_path: Union[str, Path, None] = None,
                  bind: str = "127.0.0.1", port: int = 0, latency: float = 0.0,
                  sleep: Callable[[float], None] = time.sleep,
                  fault_state: Union[str, Path, None] = None,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, renderer: Optional[object] = None):
         self.host, self._family = loopback_address(bind)
         self.port = port
         self.dispatcher = Dispatcher(platform, instance, faults=faults, log_path=log_path,
                                      latency=latency, sleep=sleep, fault_state=fault_state,
-                                     clock=clock)
+                                     clock=clock, renderer=renderer)
         self._httpd: Optional[_LoopbackHTTPServer] = None
         self._thread: Optional[threading.Thread] = None
 
