@@ -19,7 +19,7 @@ import yaml
 
 from cl_metadata import registry
 from cl_metadata.fakeserver.instance import parse_instance
-from cl_metadata.fakeserver.lookalike import OVERRIDES, instance_document
+from cl_metadata.fakeserver.lookalike import OVERRIDES, SAMPLE_PLATFORMS, instance_document
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO = REPO / "scripts/demo"
@@ -106,13 +106,39 @@ def test_the_printed_command_runs_again_as_printed(demos, provider):
         {path: port.sub(b"PORT", content) for path, content in saved.items()}
 
 
+def test_every_platform_but_the_sample_s_own_has_a_lookalike():
+    assert sorted(set(OVERRIDES) | set(SAMPLE_PLATFORMS)) == PROVIDERS
+    assert not set(OVERRIDES) & set(SAMPLE_PLATFORMS)
+
+
 @pytest.mark.parametrize("provider", sorted(OVERRIDES))
 def test_lookalike_instances_are_valid_and_not_the_openstack_sample(provider):
+    sample = instance_document("openstack")
     document = instance_document(provider)
     instance = parse_instance(yaml.safe_load(yaml.safe_dump(document)), provider)
-    assert instance.region not in ("RegionOne",) and instance.instance_type != "m1.small"
+    assert instance.region != "RegionOne" and instance.availability_zone != "nova"
+    assert instance.instance_type != "m1.small"
     assert not instance.mac.startswith("fa:16:3e")  # OpenStack's MAC prefix
     assert [nic.mac for nic in instance.network_interfaces][0] == instance.mac
+    # every field the platform names its own way differs from the sample's (or is absent)
+    for key in OVERRIDES[provider]:
+        if key != "platform-data":
+            assert document.get(key) != sample.get(key), key
+
+
+@pytest.mark.parametrize("provider", sorted(OVERRIDES))
+def test_no_lookalike_demo_shows_the_openstack_sample(demos, provider):
+    """What the demo prints (attributes, hostname, network units) has none of the sample's
+    OpenStack-only values: its region, zone, flavor, image, ids, host name or MAC prefix."""
+    result = demos[provider][1]
+    assert result.returncode == 0, result.stderr[-2000:]
+    shown = "\n".join("\n".join(bodies) for title, bodies in sections(result.stdout).items()
+                      if title != "requests the fake server saw")
+    for value in ("RegionOne", "m1.small", "3e9a1f52-7c4b-4d0e-8a61-5f2b9c7d0e14",
+                  "8f1c2d4e6a7b4c3d9e0f1a2b3c4d5e6f", "example.internal",
+                  "5d3f8c2a-9b14-4e6f-a0c7-2e81b4d9f063", "fa:16:3e", "fa163e"):
+        assert value not in shown, value
+    assert not re.search(r"^[A-Z_]+=nova$", shown, re.M)
 
 
 def test_ec2_and_digitalocean_demos_look_like_their_platform(demos):
