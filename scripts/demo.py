@@ -28,18 +28,11 @@ import yaml
 
 from cl_metadata import registry
 from cl_metadata.fakeserver.lookalike import instance_document
+from cl_metadata.fakeserver.standins import write_vmware_rpctool
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_PROVIDER = "openstack-metadata"
 BIN = Path(sys.executable).parent  # the venv's bin: cl-metadata, cl-metadata-fake-server
-
-# vmware-rpctool's one call the provider makes, answered from a directory of guestinfo files
-FAKE_RPCTOOL = """#!/bin/sh
-# answers "info-get KEY" from the file KEY in {directory}, as vmware-rpctool does
-key="${{1#info-get }}"
-[ -f "{directory}/$key" ] || {{ echo "No value found" >&2; exit 1; }}
-cat "{directory}/$key" && echo
-"""
 
 # Inside the namespace: keep the paths under the home that the run needs (the venv, the output)
 # visible at their own names inside the scratch home, then cover the home with it.
@@ -94,10 +87,7 @@ def plan(provider: str, features: frozenset, source: str, out: Path) -> List[str
     serve = False
     if provider == "vmware":
         write_drive(provider, instance, out / "guestinfo")
-        (out / "bin").mkdir()
-        tool = out / "bin" / "vmware-rpctool"
-        tool.write_text(FAKE_RPCTOOL.format(directory=out / "guestinfo"))
-        tool.chmod(0o755)
+        write_vmware_rpctool(out / "bin", out / "guestinfo")
         env["PATH"] = f"{out / 'bin'}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
     elif "config drive" in source or provider == "qemu":
         write_drive(provider, instance, out / "drive")

@@ -26,16 +26,11 @@ from cl_metadata.fakeserver.drive import write_tree
 from cl_metadata.fakeserver.instance import Instance, NetworkInterface, SshKey
 from cl_metadata.fakeserver.render import platforms as renderer_platforms, renderer_for
 from cl_metadata.fakeserver.server import FakeServer
+from cl_metadata.fakeserver.standins import write_vmware_rpctool
 from cl_metadata.sshkeys import validate_keys
 
 from conftest import run_agent
 
-FAKE_RPCTOOL = """#!/bin/sh
-# answers "info-get KEY" from the file KEY in {directory}, as vmware-rpctool does
-key="${{1#info-get }}"
-[ -f "{directory}/$key" ] || {{ echo "No value found" >&2; exit 1; }}
-cat "{directory}/$key" && echo
-"""
 
 
 def ed25519_blob(marker: bytes) -> str:
@@ -199,10 +194,7 @@ def test_no_metadata_value_reaches_any_output(provider_id, agent_env, tmp_path, 
     if provider_id == "vmware":
         guestinfo = tmp_path / "guestinfo"
         write_tree(renderer_for(provider_id).drive_files(MACHINE), guestinfo)
-        (tmp_path / "bin").mkdir()
-        tool = tmp_path / "bin" / "vmware-rpctool"
-        tool.write_text(FAKE_RPCTOOL.format(directory=guestinfo))
-        tool.chmod(0o755)
+        write_vmware_rpctool(tmp_path / "bin", guestinfo)
         agent_env["PATH"] = f"{tmp_path / 'bin'}:{agent_env.get('PATH', os.defpath)}"
     elif provider_id in DRIVE_PLATFORMS:
         write_tree(renderer_for(provider_id).drive_files(MACHINE), tmp_path / "drive")

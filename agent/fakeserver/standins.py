@@ -13,8 +13,29 @@ machine.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import List, Optional
+
+# vmware-rpctool's one call the vmware provider makes, answered from a directory of guestinfo
+# files (the fake server's --write-drive for vmware writes them)
+_VMWARE_RPCTOOL = """#!/bin/sh
+key="${{1#info-get }}"
+[ -f "{directory}/$key" ] || {{ echo "No value found" >&2; exit 1; }}
+cat "{directory}/$key" && echo
+"""
+
+
+def write_vmware_rpctool(bin_dir: "os.PathLike[str] | str",
+                         guestinfo_dir: "os.PathLike[str] | str") -> str:
+    """A stand-in ``vmware-rpctool`` in ``bin_dir`` (created) answering from ``guestinfo_dir``;
+    put ``bin_dir`` first on the agent's PATH. Returns the tool's path."""
+    os.makedirs(bin_dir, exist_ok=True)
+    tool = os.path.join(os.fspath(bin_dir), "vmware-rpctool")
+    with open(tool, "w", encoding="utf-8") as f:
+        f.write(_VMWARE_RPCTOOL.format(directory=os.fspath(guestinfo_dir)))
+    os.chmod(tool, 0o755)
+    return tool
 
 
 def main(argv: Optional[List[str]] = None) -> int:
