@@ -152,7 +152,7 @@ def normalize_argv(argv: Sequence[str]) -> List[str]:
 
 
 def _timeout(value: Optional[float], environ: Mapping[str, str]) -> float:
-    from cl_metadata.deadline import DEFAULT_TIMEOUT
+    from cl_metadata.sources.deadline import DEFAULT_TIMEOUT
 
     if value is None:
         raw = environ.get(TIMEOUT_ENV)
@@ -264,9 +264,10 @@ def main(argv: Optional[Sequence[str]] = None, environ: Mapping[str, str] = os.e
 
 
 def _run(args, environ: Mapping[str, str]) -> int:
-    from cl_metadata import cmdline, flavors, pipeline, registry, settings as image_settings
+    from cl_metadata import cmdline, pipeline, registry, settings as image_settings
+    from cl_metadata.outputs import flavors
     from cl_metadata.context import Context
-    from cl_metadata.deadline import Deadline
+    from cl_metadata.sources.deadline import Deadline
 
     deadline = Deadline(_timeout(args.timeout, environ))
     if args.attributes_flavor and "attributes_prefix" in getattr(args, "_given_once", ()):

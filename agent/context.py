@@ -10,7 +10,7 @@ import os
 import threading
 from typing import Mapping, Optional, Sequence
 
-from cl_metadata.deadline import Deadline
+from cl_metadata.sources.deadline import Deadline
 from cl_metadata.errors import UsageError
 
 ENDPOINT_ENV = "CL_METADATA_ENDPOINT"
@@ -33,10 +33,10 @@ class Context:
 
     @property
     def http(self):
-        """The run's one HTTP client (``cl_metadata.http.HttpClient``), created on first use."""
+        """The run's one HTTP client (``cl_metadata.sources.http.HttpClient``), created on first use."""
         with self._http_lock:
             if self._http is None:
-                from cl_metadata.http import HttpClient
+                from cl_metadata.sources.http import HttpClient
 
                 self._http = HttpClient(deadline=self.deadline, endpoint=self.endpoint,
                                         max_workers=self.concurrency)
@@ -44,11 +44,11 @@ class Context:
 
     def config_drive(self, labels: Sequence[str], *, wait: float = 0.0,
                      premounted: Sequence[str] = ()):
-        """A context manager yielding a ``cl_metadata.configdrive.ConfigDrive``.
+        """A context manager yielding a ``cl_metadata.sources.configdrive.ConfigDrive``.
 
         Raises ``ConfigDriveNotFound`` when no drive carries one of ``labels``.
         """
-        from cl_metadata.configdrive import open_config_drive
+        from cl_metadata.sources.configdrive import open_config_drive
 
         return open_config_drive(labels, override=self.config_drive_override, wait=wait,
                                  premounted=premounted, deadline=self.deadline)

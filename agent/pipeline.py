@@ -59,11 +59,9 @@ def run(job: Job, context: Context) -> None:
         return
     users = []
     if job.ssh_users:  # refuse an unusable user before the platform is even asked
-        from cl_metadata import sshkeys
-
+        from cl_metadata.outputs import sshkeys
         users = [sshkeys.lookup_user(name) for name in job.ssh_users]
-    from cl_metadata import fsutil
-
+    from cl_metadata.outputs import fsutil
     # so is an output path that cannot be written (a symlink, no such directory, not writable)
     fsutil.check_outputs(files=(job.attributes_path, job.hostname_path),
                          directories=tuple(job.network_outputs().values()))
@@ -135,13 +133,11 @@ def _call_all(calls: Dict[str, Callable[[], object]]) -> Dict[str, object]:
 def _validate(metadata: Metadata, needs: Needs, job: Job):
     hostname = None
     if metadata.hostname:
-        from cl_metadata import hostname as hostnames
-
+        from cl_metadata.outputs import hostname as hostnames
         hostname = hostnames.normalize(metadata.hostname)
     keys: List = []
     if needs.ssh_keys:
-        from cl_metadata import sshkeys
-
+        from cl_metadata.outputs import sshkeys
         keys, warnings = sshkeys.validate_keys(metadata.ssh_keys)
         for warning in warnings:
             log.warning("%s", warning)
@@ -150,7 +146,7 @@ def _validate(metadata: Metadata, needs: Needs, job: Job):
         import importlib
 
         for writer in job.network_outputs():  # every stack rendered before any is written
-            module = importlib.import_module(f"cl_metadata.{writer}")
+            module = importlib.import_module(f"cl_metadata.network.{writer}")
             units[writer] = module.render(metadata.interfaces, metadata.netdevs)
     return hostname, keys, units
 
@@ -158,13 +154,11 @@ def _validate(metadata: Metadata, needs: Needs, job: Job):
 def _write(job: Job, provider: Provider, metadata: Metadata, hostname, keys, units,
            users) -> None:
     if job.attributes_path is not None:
-        from cl_metadata import envfile
-
+        from cl_metadata.outputs import envfile
         envfile.write(job.attributes_path, metadata.attributes, job.prefix,
                       unprefixed=provider.unprefixed_attributes)
     if users:
-        from cl_metadata import sshkeys
-
+        from cl_metadata.outputs import sshkeys
         for user in users:
             sshkeys.write_fragment(user, keys)
     if job.hostname_path is not None:
@@ -172,14 +166,13 @@ def _write(job: Job, provider: Provider, metadata: Metadata, hostname, keys, uni
             log.info("%s: the platform gives no hostname; %s not written", provider.id,
                      job.hostname_path)
         else:
-            from cl_metadata import hostname as hostnames
-
+            from cl_metadata.outputs import hostname as hostnames
             hostnames.write(job.hostname_path, hostname)
     for writer, directory in job.network_outputs().items():
         if units.get(writer):
             import importlib
 
-            importlib.import_module(f"cl_metadata.{writer}").write_files(directory,
+            importlib.import_module(f"cl_metadata.network.{writer}").write_files(directory,
                                                                           units[writer])
         else:
             log.info("%s: the platform describes no network interfaces; nothing written to %s",

@@ -39,7 +39,7 @@ import subprocess
 import tempfile
 from typing import Dict, List, Optional, Tuple
 
-from cl_metadata.deadline import Deadline
+from cl_metadata.sources.deadline import Deadline
 from cl_metadata.errors import InvalidMetadata, MetadataError
 from cl_metadata.providers import azure_wireserver as fabric
 

@@ -22,7 +22,7 @@ import re
 import threading
 from typing import Dict, List, Optional, Sequence
 
-from cl_metadata import formats
+from cl_metadata.parsing import formats
 from cl_metadata.errors import FetchError, InvalidMetadata, MetadataError
 from cl_metadata.providers.base import ATTRIBUTES, HOSTNAME, SSH_KEYS, Provider
 

@@ -30,8 +30,8 @@ from xml.etree.ElementTree import Element, TreeBuilder
 from xml.parsers import expat
 from xml.sax.saxutils import escape
 
-from cl_metadata import dhcp
-from cl_metadata.deadline import Deadline
+from cl_metadata.sources import dhcp
+from cl_metadata.sources.deadline import Deadline
 from cl_metadata.errors import InvalidMetadata, MetadataError
 
 log = logging.getLogger("cl_metadata")

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 from typing import Dict, List, Optional
 
-from cl_metadata import formats
+from cl_metadata.parsing import formats
 from cl_metadata.providers import _azure_certificates as certificates
 from cl_metadata.providers import azure_wireserver as fabric
 from cl_metadata.providers.azure import AzureProvider

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from typing import ClassVar, Dict, FrozenSet, List, Mapping, Optional, Tuple
 
-from cl_metadata import formats
+from cl_metadata.parsing import formats
 from cl_metadata.context import Context
 from cl_metadata.model import NetworkInterface, VirtualNetDev
 

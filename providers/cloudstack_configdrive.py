@@ -15,7 +15,7 @@ item in ``cloudstack/metadata/``:
 
 Interfaces come from ``openstack/latest/network_data.json``, which CloudStack writes beside
 (links, bonds and VLANs matched by MAC address, static and DHCP networks, routes, ``dns``
-services; see :mod:`cl_metadata.openstack_drive`); without it there are none.
+services; see :mod:`cl_metadata.sources.openstack_drive`); without it there are none.
 
 A missing file leaves its attribute out (a missing ``public_keys.txt`` means no keys, as in Go);
 an empty file is written as ``NAME=``. Values are stripped: upstream copied the file verbatim,
@@ -31,7 +31,9 @@ from __future__ import annotations
 import os
 from typing import Dict, List
 
-from cl_metadata import formats, openstack_drive
+from cl_metadata.parsing import formats
+
+from cl_metadata.sources import openstack_drive
 from cl_metadata.errors import ConfigDriveError
 from cl_metadata.providers.base import ATTRIBUTES, NETWORK_UNITS, SSH_KEYS, Provider
 

@@ -1,7 +1,7 @@
 """Apache CloudStack metadata service on the virtual router, found through DHCP.
 
 Protocol (docs/protocols.md "cloudstack-metadata", docs/attributes.md): the server is the DHCP
-server identifier of this machine's lease (``cl_metadata.dhcp``: systemd-networkd,
+server identifier of this machine's lease (``cl_metadata.sources.dhcp``: systemd-networkd,
 NetworkManager or dhclient files); no lease naming one is an error, never a reason to probe.
 Plain-text items under ``http://<server>/latest/meta-data/``, no headers; every item may be
 absent (404) and an empty value is written as ``NAME=``. ``CLOUDSTACK_HOSTNAME`` repeats
@@ -14,7 +14,9 @@ from __future__ import annotations
 import logging
 from typing import Dict, List
 
-from cl_metadata import dhcp, formats
+from cl_metadata.sources import dhcp
+
+from cl_metadata.parsing import formats
 from cl_metadata.errors import MetadataError
 from cl_metadata.providers.base import ATTRIBUTES, SSH_KEYS, Provider
 

@@ -20,10 +20,10 @@ from __future__ import annotations
 import ipaddress
 from typing import Any, Dict, List, Optional, Tuple
 
-from cl_metadata import formats
+from cl_metadata.parsing import formats
 from cl_metadata.errors import InvalidMetadata
 from cl_metadata.model import NetworkInterface, Route, VirtualNetDev
-from cl_metadata.networkd import netmask_prefix, parse_ip
+from cl_metadata.network.networkd import netmask_prefix, parse_ip
 from cl_metadata.providers.base import ATTRIBUTES, HOSTNAME, NETWORK_UNITS, SSH_KEYS, Provider
 
 BASE = "http://169.254.169.254"

@@ -27,7 +27,7 @@ import logging
 import re
 from typing import Callable, Dict, List, Mapping, Optional
 
-from cl_metadata import documents, formats
+from cl_metadata.parsing import documents, formats
 from cl_metadata.dropped import DroppedItems
 from cl_metadata.errors import InvalidMetadata
 from cl_metadata.providers.base import ATTRIBUTES, HOSTNAME, SSH_KEYS, Provider

@@ -10,14 +10,14 @@ Protocol (docs/protocols.md "hetzner"): no headers, nothing 404-tolerant.
 - ``GET …/metadata/private-networks`` (YAML list): ``ip`` → ``HETZNER_PRIVATE_IPV4_<i>``.
 - ``GET …/metadata/hostname`` (text, empty → none); ``GET …/metadata/public-keys`` (JSON list).
 - ``GET …/metadata/network-config``: cloud-init network config v1, read by the NoCloud parser
-  (``cl_metadata.nocloud_format``): each ``physical`` entry is one unit of priority 20 (DHCP subnets, static
+  (``cl_metadata.sources.nocloud_format``): each ``physical`` entry is one unit of priority 20 (DHCP subnets, static
   addresses with a default route via their gateway, ``dns_nameservers``), matched by its
   ``mac_address`` when it has one (the renderer's rule: the platform's ``eth0`` is the name
   cloud-init would give the NIC, which may not be the name it has here).
 
 YAML goes through the NoCloud parser's loader (``yaml.SafeLoader`` resolving no plain scalar
 but null, so ``instance-id: 42`` and a MAC stay text) after the HTTP client's size cap, within
-the shared bounds on nesting and alias expansion (``cl_metadata.documents``); a document whose
+the shared bounds on nesting and alias expansion (``cl_metadata.parsing.documents``); a document whose
 top level is not the expected mapping or list is refused.
 """
 
@@ -25,12 +25,12 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Tuple
 
-from cl_metadata import formats
+from cl_metadata.parsing import formats
 from cl_metadata.errors import InvalidMetadata
 from cl_metadata.model import NetworkInterface, VirtualNetDev
-from cl_metadata.networkd import parse_ip
-from cl_metadata.fields import Fields
-from cl_metadata.nocloud_format import load_yaml, parse_network_config
+from cl_metadata.network.networkd import parse_ip
+from cl_metadata.parsing.fields import Fields
+from cl_metadata.sources.nocloud_format import load_yaml, parse_network_config
 from cl_metadata.providers.base import ATTRIBUTES, HOSTNAME, NETWORK_UNITS, SSH_KEYS, Provider
 
 BASE = "http://169.254.169.254/hetzner/v1/metadata"

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional
 
-from cl_metadata import nocloud_format as nocloud
-from cl_metadata.fields import Fields
+from cl_metadata.sources import nocloud_format as nocloud
+from cl_metadata.parsing.fields import Fields
 from cl_metadata.providers.base import ATTRIBUTES, HOSTNAME, SSH_KEYS, Provider
 
 DRIVE_WAIT = 5.0  # seconds for udev to show the label; the drive is the only source

@@ -14,7 +14,7 @@ import logging
 from typing import Dict, List, Optional
 
 from cl_metadata.errors import InvalidMetadata
-from cl_metadata import openstack_drive as openstack
+from cl_metadata.sources import openstack_drive as openstack
 from cl_metadata.providers.base import ATTRIBUTES, HOSTNAME, NETWORK_UNITS, Provider
 
 log = logging.getLogger("cl_metadata")

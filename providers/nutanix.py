@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 from typing import Dict, List, Optional
 
-from cl_metadata import openstack_drive as openstack
+from cl_metadata.sources import openstack_drive as openstack
 from cl_metadata.errors import ConfigDriveNotFound, NoMetadataHere
 from cl_metadata.providers.base import ATTRIBUTES, HOSTNAME, NETWORK_UNITS, SSH_KEYS, Provider
 

@@ -14,7 +14,9 @@ from __future__ import annotations
 import logging
 from typing import Dict, List, Optional
 
-from cl_metadata import formats, openstack_drive
+from cl_metadata.parsing import formats
+
+from cl_metadata.sources import openstack_drive
 from cl_metadata.errors import ConfigDriveError, ConfigDriveNotFound
 from cl_metadata.providers.base import ATTRIBUTES, HOSTNAME, NETWORK_UNITS, SSH_KEYS, Provider
 from cl_metadata.providers.openstack_metadata import UNIT_PRIORITY, OpenStackMetadataProvider

@@ -7,7 +7,7 @@ on a VM without a floating IP, and absence is never an error. An empty value is 
 
 Interfaces come from ``/openstack/latest/network_data.json`` (links, bonds and VLANs matched by
 MAC address, static and DHCP networks, routes, ``dns`` services; see
-:mod:`cl_metadata.openstack_drive`), fetched only when a network output is asked for; a service
+:mod:`cl_metadata.sources.openstack_drive`), fetched only when a network output is asked for; a service
 without it (404) describes no interfaces.
 """
 
@@ -15,7 +15,9 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional
 
-from cl_metadata import formats, openstack_drive
+from cl_metadata.parsing import formats
+
+from cl_metadata.sources import openstack_drive
 from cl_metadata.providers.base import ATTRIBUTES, HOSTNAME, NETWORK_UNITS, SSH_KEYS, Provider
 
 BASE = "http://169.254.169.254"

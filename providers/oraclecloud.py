@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional
 
-from cl_metadata import formats
+from cl_metadata.parsing import formats
 from cl_metadata.errors import InvalidMetadata
 from cl_metadata.providers.base import ATTRIBUTES, HOSTNAME, SSH_KEYS, Provider
 

@@ -26,10 +26,10 @@ import logging
 from typing import Any, Dict, List, Optional, Tuple
 from urllib.parse import urlsplit
 
-from cl_metadata import formats
+from cl_metadata.parsing import formats
 from cl_metadata.errors import InvalidMetadata
 from cl_metadata.model import BOND_MODES, BondOptions, NetworkInterface, Route, VirtualNetDev
-from cl_metadata.networkd import netmask_prefix, parse_ip
+from cl_metadata.network.networkd import netmask_prefix, parse_ip
 from cl_metadata.providers.base import (ATTRIBUTES, CHECK_IN, HOSTNAME, NETWORK_UNITS, SSH_KEYS,
                                         Provider)
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional
 
-from cl_metadata import openstack_drive as openstack
+from cl_metadata.sources import openstack_drive as openstack
 from cl_metadata.providers.base import ATTRIBUTES, HOSTNAME, SSH_KEYS, Provider
 
 DRIVE_WAIT = 5.0  # seconds for udev to show the label; the drive is the only source

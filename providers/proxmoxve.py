@@ -15,8 +15,8 @@ import logging
 from typing import Any, Dict, List, Optional
 
 from cl_metadata.errors import ConfigDriveNotFound, NoMetadataHere
-from cl_metadata import nocloud_format as nocloud
-from cl_metadata.fields import Fields, first_addresses
+from cl_metadata.sources import nocloud_format as nocloud
+from cl_metadata.parsing.fields import Fields, first_addresses
 from cl_metadata.providers.base import ATTRIBUTES, HOSTNAME, NETWORK_UNITS, SSH_KEYS, Provider
 
 log = logging.getLogger("cl_metadata")

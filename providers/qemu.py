@@ -27,10 +27,10 @@ import re
 import subprocess
 from typing import Dict, List, Optional
 
-from cl_metadata import formats
+from cl_metadata.parsing import formats
 from cl_metadata.errors import ConfigDriveError, InvalidMetadata, NoMetadataHere
-from cl_metadata import nocloud_format as nocloud
-from cl_metadata.fields import Fields
+from cl_metadata.sources import nocloud_format as nocloud
+from cl_metadata.parsing.fields import Fields
 from cl_metadata.providers.base import ATTRIBUTES, HOSTNAME, SSH_KEYS, Provider
 
 log = logging.getLogger("cl_metadata")

@@ -17,7 +17,7 @@ import struct
 import time
 from typing import Callable, Dict, Optional
 
-from cl_metadata.deadline import Deadline
+from cl_metadata.sources.deadline import Deadline
 from cl_metadata.errors import MetadataError
 from cl_metadata.providers.base import ATTRIBUTES, HOSTNAME, Provider
 

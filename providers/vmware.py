@@ -26,8 +26,8 @@ import zlib
 from typing import Optional
 
 from cl_metadata.errors import InvalidMetadata, MetadataError
-from cl_metadata import nocloud_format as nocloud
-from cl_metadata.fields import Fields
+from cl_metadata.sources import nocloud_format as nocloud
+from cl_metadata.parsing.fields import Fields
 from cl_metadata.providers.base import NETWORK_UNITS, Provider
 
 TOOLS = (("vmware-rpctool",), ("vmtoolsd", "--cmd"))

@@ -199,7 +199,9 @@ def emitted_names() -> Dict[str, Set[str]]:
     sys.path.insert(0, TESTS)
     from conftest import make_context  # noqa: E402  (tests/ is not a package)
 
-    from cl_metadata import dhcp, registry
+    from cl_metadata.sources import dhcp
+
+    from cl_metadata import registry
     from cl_metadata.fakeserver.drive import write_tree
     from cl_metadata.fakeserver.instance import load_instance
     from cl_metadata.fakeserver.render import renderer_for
@@ -259,8 +261,8 @@ def ct_table() -> Dict[str, Dict[str, str]]:
 
 
 def render(emitted: Optional[Mapping[str, Set[str]]] = None) -> str:
-    from cl_metadata import flavors, registry
-
+    from cl_metadata.outputs import flavors
+    from cl_metadata import registry
     emitted = emitted_names() if emitted is None else emitted
     out: List[str] = []
     add = out.append

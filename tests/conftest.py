@@ -15,7 +15,7 @@ import uuid
 import pytest
 
 from cl_metadata.context import Context
-from cl_metadata.deadline import Deadline
+from cl_metadata.sources.deadline import Deadline
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IS_ROOT = os.geteuid() == 0
@@ -47,7 +47,7 @@ def make_context(server=None, *, timeout=5.0, environ=None, **http):
         env["CL_METADATA_ENDPOINT"] = server.url
     context = Context(deadline=Deadline(timeout), environ=env)
     if http or server is not None:
-        from cl_metadata.http import HttpClient
+        from cl_metadata.sources.http import HttpClient
 
         options = {"backoff_initial": 0.01, "backoff_max": 0.05}
         options.update(http)

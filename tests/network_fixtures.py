@@ -213,7 +213,7 @@ def platform_descriptions():
     instance as OpenStack and NoCloud (v1, v2) give it, and the bond/VLAN/bridge documents."""
     import json
 
-    from cl_metadata import nocloud_format, openstack_drive
+    from cl_metadata.sources import nocloud_format, openstack_drive
     from cl_metadata.fakeserver.instance import load_instance
     from cl_metadata.fakeserver.render import _network_data, _nocloud
 

@@ -277,7 +277,7 @@ def test_usage_error_message_points_to_help(capsys):
 
 def test_drive_wait_is_reported_to_the_hundredth_of_a_second(tmp_path):
     # the wait is what was left of the run's deadline, an arbitrary float
-    from cl_metadata import configdrive
+    from cl_metadata.sources import configdrive
     from cl_metadata.errors import ConfigDriveNotFound
 
     now = [100.0]

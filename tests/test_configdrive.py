@@ -1,4 +1,4 @@
-"""cl_metadata.configdrive: finding, mounting, confined reading, always unmounting.
+"""cl_metadata.sources.configdrive: finding, mounting, confined reading, always unmounting.
 
 Directory-based tests run anywhere. The mount lifecycle tests need root, losetup and
 mkfs.ext4; ext4 on a loop device stands in for iso9660/vfat, which this host kernel cannot
@@ -17,10 +17,10 @@ import tempfile
 
 import pytest
 
-from cl_metadata import configdrive
-from cl_metadata.configdrive import find_labelled_device, open_config_drive
+from cl_metadata.sources import configdrive
+from cl_metadata.sources.configdrive import find_labelled_device, open_config_drive
 from cl_metadata.context import Context
-from cl_metadata.deadline import Deadline
+from cl_metadata.sources.deadline import Deadline
 from cl_metadata.errors import (ConfigDriveError, ConfigDriveNotFound, InvalidMetadata,
                                 UsageError)
 

@@ -9,7 +9,9 @@ import os
 
 import pytest
 
-from cl_metadata import dhcp, registry
+from cl_metadata.sources import dhcp
+
+from cl_metadata import registry
 from cl_metadata.fakeserver.drive import write_tree
 from cl_metadata.fakeserver.instance import load_instance
 from cl_metadata.fakeserver.render import renderer_for

@@ -18,7 +18,7 @@ import pytest
 
 from cl_metadata import pipeline
 from cl_metadata.context import Context
-from cl_metadata.deadline import Deadline
+from cl_metadata.sources.deadline import Deadline
 from cl_metadata.errors import InvalidMetadata
 from cl_metadata.fakeserver.server import FakeServer
 from cl_metadata.model import Needs

@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from cl_metadata import dhcp
-from cl_metadata.deadline import Deadline
+from cl_metadata.sources import dhcp
+from cl_metadata.sources.deadline import Deadline
 
 NETWORKD_LEASE = """# This is private data. Do not parse.
 ADDRESS=10.0.0.4

@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from cl_metadata import envfile, fsutil
+from cl_metadata.outputs import envfile, fsutil
 from cl_metadata.errors import OutputError
 from systemd_envfile import load_environment_file, parse_env_file
 

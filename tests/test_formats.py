@@ -1,6 +1,6 @@
 import pytest
 
-from cl_metadata import formats
+from cl_metadata.parsing import formats
 from cl_metadata.errors import InvalidMetadata
 
 

@@ -13,7 +13,7 @@ import tempfile
 
 import pytest
 
-from cl_metadata import fsutil
+from cl_metadata.outputs import fsutil
 from cl_metadata.errors import OutputError
 
 IS_ROOT = os.geteuid() == 0

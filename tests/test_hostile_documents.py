@@ -16,7 +16,11 @@ import time
 
 import pytest
 
-from cl_metadata import configdrive, documents, formats, nocloud_format, registry
+from cl_metadata.sources import configdrive, nocloud_format
+
+from cl_metadata.parsing import documents, formats
+
+from cl_metadata import registry
 from cl_metadata.errors import InvalidMetadata
 from cl_metadata.fakeserver.drive import write_tree
 from cl_metadata.fakeserver.faults import Fault

@@ -8,7 +8,7 @@ import stat
 
 import pytest
 
-from cl_metadata import hostname
+from cl_metadata.outputs import hostname
 from cl_metadata.errors import InvalidMetadata
 
 

@@ -1,4 +1,4 @@
-"""cl_metadata.http against a scriptable HTTP server on 127.0.0.1 (docs/hardening.md)."""
+"""cl_metadata.sources.http against a scriptable HTTP server on 127.0.0.1 (docs/hardening.md)."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ from typing import Callable, Dict, List
 import pytest
 
 import cl_metadata
-from cl_metadata.deadline import Deadline
+from cl_metadata.sources.deadline import Deadline
 from cl_metadata.errors import FetchError, UsageError
-from cl_metadata.http import HttpClient, Response, parse_retry_after, redact_headers
+from cl_metadata.sources.http import HttpClient, Response, parse_retry_after, redact_headers
 
 # --- the scriptable server ------------------------------------------------------------------
 

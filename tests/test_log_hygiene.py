@@ -27,7 +27,7 @@ from cl_metadata.fakeserver.instance import Instance, NetworkInterface, SshKey
 from cl_metadata.fakeserver.render import platforms as renderer_platforms, renderer_for
 from cl_metadata.fakeserver.server import FakeServer
 from cl_metadata.fakeserver.standins import write_vmware_rpctool
-from cl_metadata.sshkeys import validate_keys
+from cl_metadata.outputs.sshkeys import validate_keys
 
 from conftest import run_agent
 
@@ -111,7 +111,7 @@ DRIVE_PLATFORMS = {pid for pid in registry.BUILTIN
 # an eth1 (vagrant-virtualbox reads "lo"), and a journal socket that must not be used
 LAUNCHER = (
     "import os, sys\n"
-    "import cl_metadata.dhcp as dhcp, cl_metadata.journal as journal\n"
+    "import cl_metadata.sources.dhcp as dhcp, cl_metadata.journal as journal\n"
     "import cl_metadata.providers.vagrant_virtualbox as vagrant\n"
     "dhcp.ROOT = os.environ['TEST_DHCP_ROOT']\n"
     "vagrant.INTERFACE = 'lo'\n"

@@ -8,7 +8,7 @@ import stat
 
 import pytest
 
-from cl_metadata import netplan
+from cl_metadata.network import netplan
 from cl_metadata.errors import InvalidMetadata
 
 from network_fixtures import BOND, FIXTURES, NIC, REFUSED

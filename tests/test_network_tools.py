@@ -21,8 +21,7 @@ import subprocess
 
 import pytest
 
-from cl_metadata import netcheck, netplan, networkmanager
-
+from cl_metadata.network import netcheck, netplan, networkmanager
 from network_fixtures import FIXTURES, platform_descriptions
 
 DESCRIPTIONS = {**FIXTURES, **platform_descriptions()}

@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from cl_metadata import networkd
+from cl_metadata.network import networkd
 from cl_metadata.errors import InvalidMetadata
 from cl_metadata.model import NetworkInterface, VirtualNetDev
 

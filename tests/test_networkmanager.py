@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from cl_metadata import networkmanager
+from cl_metadata.network import networkmanager
 from cl_metadata.errors import InvalidMetadata
 from cl_metadata.model import BridgeOptions, NetworkInterface, Route, VirtualNetDev
 

@@ -5,7 +5,7 @@ import threading
 import pytest
 
 from cl_metadata import pipeline, registry
-from cl_metadata.deadline import Deadline
+from cl_metadata.sources.deadline import Deadline
 from cl_metadata.context import Context
 from cl_metadata.errors import InvalidMetadata, MetadataError
 from cl_metadata.model import Needs

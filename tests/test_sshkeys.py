@@ -22,9 +22,9 @@ import time
 
 import pytest
 
-from cl_metadata import sshkeys
+from cl_metadata.outputs import sshkeys
 from cl_metadata.errors import OutputError
-from cl_metadata.sshkeys import SshKey, parse_key, validate_keys
+from cl_metadata.outputs.sshkeys import SshKey, parse_key, validate_keys
 
 IS_ROOT = os.geteuid() == 0
 FRAGMENT = "cl-metadata"

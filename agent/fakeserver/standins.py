@@ -50,7 +50,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--interface", metavar="NAME")
     args = parser.parse_args(argv[:split])
 
-    from cl_metadata import dhcp
+    from cl_metadata.sources import dhcp
     from cl_metadata.cli import main as agent_main
     from cl_metadata.providers import vagrant_virtualbox
 

@@ -34,8 +34,10 @@ import sys
 import tempfile
 from typing import List, Optional
 
-from cl_metadata import __version__, fsutil
-from cl_metadata.deadline import Deadline
+from cl_metadata import __version__
+
+from cl_metadata.outputs import fsutil
+from cl_metadata.sources.deadline import Deadline
 from cl_metadata.errors import EXIT_FAILURE, EXIT_OK, CLMetadataError, UsageError
 from cl_metadata.imageimport.channel import (VERSION_FILE, channel_directory, distro, is_file_name,
                                        is_version, parse_version_file, release_directory,

@@ -1,6 +1,6 @@
 """Downloads for the image importer: HTTPS, one origin, bounded in size and time, resumable.
 
-The policy is the agent's HTTP client's (``cl_metadata.http``), for big files:
+The policy is the agent's HTTP client's (``cl_metadata.sources.http``), for big files:
 
 - HTTPS only, unless the caller allows plain http (``--allow-http``) explicitly;
 - no proxy from the environment, ``.netrc`` or cookies, unless the caller asks for the
@@ -32,8 +32,8 @@ import requests
 import urllib3.exceptions
 from requests.utils import get_environ_proxies
 
-from cl_metadata.deadline import Deadline
-from cl_metadata.http import (REDIRECT_STATUSES, _current, _same_origin, _transport_cause,
+from cl_metadata.sources.deadline import Deadline
+from cl_metadata.sources.http import (REDIRECT_STATUSES, _current, _same_origin, _transport_cause,
                               _Watchdog, bounded_session)
 from cl_metadata.imageimport.errors import ImageImportError
 

@@ -40,7 +40,7 @@ def host_expectation(provider_id: str, drive_dir: Path) -> Dict[str, object]:
 
 def _ssh_keys(provider_id: str, drive_dir: Path) -> list:
     from cl_metadata.context import CONFIG_DRIVE_ENV, Context
-    from cl_metadata.deadline import Deadline
+    from cl_metadata.sources.deadline import Deadline
     from cl_metadata.providers.base import SSH_KEYS
     from cl_metadata.registry import provider_class
 

@@ -10,7 +10,9 @@ import sys
 from pathlib import Path
 from typing import Dict, Iterable, Mapping, Optional
 
-from cl_metadata import envfile, registry
+from cl_metadata.outputs import envfile
+
+from cl_metadata import registry
 from cl_metadata.fakeserver.drive import write_tree
 from cl_metadata.fakeserver.instance import load_instance
 from cl_metadata.fakeserver.render import renderer_for
@@ -178,7 +180,7 @@ UNIT_BODIES = {  # named and matched by MAC: the drives' eth0/eth1 are other sys
 
 def assert_sample_units(directory: Path, priority: int) -> None:
     """Exactly the sample's two unit files, whole, as the real process wrote them."""
-    from cl_metadata.networkd import HEADER
+    from cl_metadata.network.networkd import HEADER
 
     written = {path.name: path.read_text() for path in directory.iterdir()}
     assert written == {f"{priority:02d}-{name}.network": HEADER + body

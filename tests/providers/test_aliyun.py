@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from cl_metadata import envfile
+from cl_metadata.outputs import envfile
 from cl_metadata.errors import FetchError, InvalidMetadata
 from cl_metadata.fakeserver.faults import Fault
 from cl_metadata.fakeserver.instance import SshKey, load_instance

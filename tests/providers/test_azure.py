@@ -9,7 +9,9 @@ import time
 
 import pytest
 
-from cl_metadata import dhcp, envfile
+from cl_metadata.sources import dhcp
+
+from cl_metadata.outputs import envfile
 from cl_metadata.errors import FetchError, InvalidMetadata, MetadataError
 from cl_metadata.fakeserver.faults import Fault
 from cl_metadata.fakeserver.instance import InstanceError, load_instance
@@ -29,7 +31,7 @@ SHARED_CONFIG = f"/machine/{CONTAINER}/{ROLE_INSTANCE}"
 DOCTYPE = b'<?xml version="1.0"?>\n<!DOCTYPE lol [<!ENTITY lol "lol">]>\n<Versions>&lol;</Versions>'
 # The agent process with the DHCP lease root pointed at a test directory (a test-only prelude:
 # the process is otherwise the real one, same module, same arguments).
-PRELUDE = ("import os, sys, cl_metadata.dhcp as d; d.ROOT = os.environ['TEST_DHCP_ROOT']; "
+PRELUDE = ("import os, sys, cl_metadata.sources.dhcp as d; d.ROOT = os.environ['TEST_DHCP_ROOT']; "
            "from cl_metadata.cli import run; run()")
 
 

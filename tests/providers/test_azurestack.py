@@ -12,7 +12,7 @@ import threading
 
 import pytest
 
-from cl_metadata import dhcp
+from cl_metadata.sources import dhcp
 from cl_metadata.errors import FetchError, InvalidMetadata, MetadataError
 from cl_metadata.fakeserver.faults import Fault
 from cl_metadata.fakeserver.instance import SshKey, load_instance
@@ -31,7 +31,7 @@ IDENTITY = "/Microsoft.Compute/identity?api-version=2019-03-11"
 CERTIFICATES_PATH = f"/machine/{SAMPLE.uuid}/{SAMPLE.uuid.replace('-', '')}.demo-1"
 CERTIFICATES = CERTIFICATES_PATH + "?comp=config&type=certificates&incarnation=1"
 CERTIFICATES_SOURCE = "GET <the goal state's Certificates URL>"  # its path holds the VM's ids
-PRELUDE = ("import os, sys, cl_metadata.dhcp as d; d.ROOT = os.environ['TEST_DHCP_ROOT']; "
+PRELUDE = ("import os, sys, cl_metadata.sources.dhcp as d; d.ROOT = os.environ['TEST_DHCP_ROOT']; "
            "from cl_metadata.cli import run; run()")
 
 

@@ -7,7 +7,9 @@ import sys
 
 import pytest
 
-from cl_metadata import dhcp, envfile
+from cl_metadata.sources import dhcp
+
+from cl_metadata.outputs import envfile
 from cl_metadata.errors import FetchError, InvalidMetadata, MetadataError
 from cl_metadata.fakeserver.faults import Fault
 from cl_metadata.fakeserver.instance import load_instance
@@ -32,7 +34,7 @@ EXPECTED = {
     "CLOUDSTACK_SERVICE_OFFERING": "m1.small",
     "CLOUDSTACK_VM_ID": "5d3f8c2a-9b14-4e6f-a0c7-2e81b4d9f063",
 }
-PRELUDE = ("import os, cl_metadata.dhcp as d; d.ROOT = os.environ['TEST_DHCP_ROOT']; "
+PRELUDE = ("import os, cl_metadata.sources.dhcp as d; d.ROOT = os.environ['TEST_DHCP_ROOT']; "
            "from cl_metadata.cli import run; run()")
 
 

@@ -6,9 +6,9 @@ import json
 import pytest
 
 from cl_metadata.errors import InvalidMetadata, MetadataError
-from cl_metadata import networkd
+from cl_metadata.network import networkd
 from cl_metadata.model import NetworkInterface, Route, VirtualNetDev
-from cl_metadata.networkd import HEADER
+from cl_metadata.network.networkd import HEADER
 
 from drive_fixtures import (CAUSES, SAMPLE, assert_failed_cleanly, assert_sample_units,
                             bad_drive, env_file, open_provider, output_args, outputs,

@@ -9,7 +9,7 @@ import stat
 
 import pytest
 
-from cl_metadata import networkd, netplan, networkmanager
+from cl_metadata.network import networkd, netplan, networkmanager
 from cl_metadata.fakeserver.faults import Fault
 from cl_metadata.model import BondOptions, NetworkInterface, Route, VirtualNetDev
 

@@ -7,11 +7,11 @@ import os
 
 import pytest
 
-from cl_metadata import networkd
+from cl_metadata.network import networkd
 from cl_metadata.errors import InvalidMetadata, MetadataError
 from cl_metadata.model import NetworkInterface, Route
-from cl_metadata.networkd import HEADER
-from cl_metadata.nocloud_format import parse_network_config
+from cl_metadata.network.networkd import HEADER
+from cl_metadata.sources.nocloud_format import parse_network_config
 
 from conftest import needs_root
 from drive_fixtures import (ALICE, CAUSES, DEPLOY, SAMPLE, assert_failed_cleanly,

@@ -9,7 +9,7 @@ import urllib.request
 
 import pytest
 
-from cl_metadata import envfile
+from cl_metadata.outputs import envfile
 from cl_metadata.errors import FetchError, InvalidMetadata
 from cl_metadata.fakeserver.faults import Fault
 from cl_metadata.fakeserver.instance import load_instance

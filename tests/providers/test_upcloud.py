@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from cl_metadata import envfile, sshkeys
+from cl_metadata.outputs import envfile, sshkeys
 from cl_metadata.errors import FetchError
 from cl_metadata.fakeserver.faults import Fault
 from cl_metadata.fakeserver.instance import load_instance

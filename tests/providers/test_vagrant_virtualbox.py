@@ -7,10 +7,10 @@ import sys
 
 import pytest
 
-from cl_metadata import envfile
-from cl_metadata import hostname as hostnames
+from cl_metadata.outputs import envfile
+from cl_metadata.outputs import hostname as hostnames
 from cl_metadata.context import Context
-from cl_metadata.deadline import Deadline
+from cl_metadata.sources.deadline import Deadline
 from cl_metadata.errors import MetadataError
 from cl_metadata.providers import vagrant_virtualbox as vagrant
 from cl_metadata.providers.vagrant_virtualbox import VagrantVirtualBoxProvider
@@ -92,7 +92,7 @@ def test_no_requests_import_and_no_http_client():
     code = ("import sys\n"
             "import cl_metadata.providers.vagrant_virtualbox as v\n"
             "from cl_metadata.context import Context\n"
-            "from cl_metadata.deadline import Deadline\n"
+            "from cl_metadata.sources.deadline import Deadline\n"
             "v.INTERFACE = 'lo'\n"
             "context = Context(deadline=Deadline(5), environ={})\n"
             "p = v.VagrantVirtualBoxProvider(context)\n"

@@ -7,7 +7,7 @@ platform gives is the name another system would use, not necessarily the one the
 Members name their bond or bridge (``Bond=``, ``Bridge=``), a VLAN's parent names the VLAN
 (``VLAN=``), and each must name a netdev of the same run.
 
-Metadata reaches a unit only as the values :func:`cl_metadata.netcheck.check` re-rendered from
+Metadata reaches a unit only as the values :func:`cl_metadata.network.netcheck.check` re-rendered from
 their parsed form, so no metadata text can add a line, a section or a file. Anything else is
 ``InvalidMetadata`` and nothing is written.
 
@@ -22,10 +22,12 @@ import os
 import re
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
-from cl_metadata import fsutil, netcheck
+from cl_metadata.outputs import fsutil
+
+from cl_metadata.network import netcheck
 from cl_metadata.errors import InvalidMetadata
 from cl_metadata.model import NetworkInterface, VirtualNetDev
-from cl_metadata.netcheck import CheckedInterface, CheckedNetDev, IPAddress
+from cl_metadata.network.netcheck import CheckedInterface, CheckedNetDev, IPAddress
 
 logger = logging.getLogger("cl_metadata")
 

@@ -12,7 +12,7 @@ config v2, so they use this module too.
 - ``network-config``: cloud-init network config v1 (``physical``, ``bond``, ``bridge``, ``vlan``
   and ``nameserver`` entries) or v2 (netplan ``ethernets``, ``bonds``, ``bridges``, ``vlans``),
   YAML or JSON, optionally under a top-level ``network`` key, assembled by
-  :mod:`cl_metadata.topology`. Other entry types and sections (v1 ``route``, v2 ``wifis``,
+  :mod:`cl_metadata.network.topology`. Other entry types and sections (v1 ``route``, v2 ``wifis``,
   ``tunnels``, ``vrfs``, ``modems``…) are named in one warning and not rendered.
 
 YAML is read with PyYAML's safe loader, after the drive reader's size cap, with one change:
@@ -30,10 +30,10 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import yaml
 
-from cl_metadata import formats
+from cl_metadata.parsing import formats
 from cl_metadata.model import BondOptions, BridgeOptions, NetworkInterface, Route, VirtualNetDev
-from cl_metadata.fields import Fields, dhcp_mode, unique
-from cl_metadata.topology import BOND_SETTINGS, BRIDGE_SETTINGS, Topology, read_options
+from cl_metadata.parsing.fields import Fields, dhcp_mode, unique
+from cl_metadata.network.topology import BOND_SETTINGS, BRIDGE_SETTINGS, Topology, read_options
 
 log = logging.getLogger("cl_metadata")
 
@@ -56,8 +56,7 @@ _TextLoader.yaml_implicit_resolvers = {
 
 def load_yaml(text: str, source: str) -> Any:
     """``text`` through ``_TextLoader`` within the shared bounds on size, nesting and aliases."""
-    from cl_metadata import documents
-
+    from cl_metadata.parsing import documents
     return documents.parse_yaml(text, source, _TextLoader)
 
 

@@ -18,10 +18,10 @@ from __future__ import annotations
 import logging
 from typing import Any, Dict, List, Optional, Tuple
 
-from cl_metadata import formats
+from cl_metadata.parsing import formats
 from cl_metadata.model import BondOptions, NetworkInterface, Route, VirtualNetDev
-from cl_metadata.fields import Fields, dhcp_mode, unique
-from cl_metadata.topology import BOND_SETTINGS, Topology, read_options
+from cl_metadata.parsing.fields import Fields, dhcp_mode, unique
+from cl_metadata.network.topology import BOND_SETTINGS, Topology, read_options
 
 log = logging.getLogger("cl_metadata")
 

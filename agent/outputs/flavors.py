@@ -48,7 +48,7 @@ def get(name: str) -> Flavor:
 
 def link_path(flavor: Flavor, attributes_path: Optional[str]) -> Optional[str]:
     """Where the flavor's link goes for this attributes file (None: no link)."""
-    from cl_metadata.fsutil import is_stdout
+    from cl_metadata.outputs.fsutil import is_stdout
 
     if flavor.link is None or attributes_path is None or is_stdout(attributes_path):
         return None
@@ -79,7 +79,7 @@ def make_link(path: str, attributes_path: str) -> None:
     except OSError:
         pass
     check_link(path)
-    from cl_metadata.fsutil import temp_name  # secrets would import hashlib at boot
+    from cl_metadata.outputs.fsutil import temp_name  # secrets would import hashlib at boot
 
     temp = os.path.join(directory, temp_name(os.path.basename(path)))
     try:

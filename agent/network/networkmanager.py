@@ -20,7 +20,7 @@ NetworkManager's own configuration, not a profile's). A bridge without an ``stp`
 ``stp=false``, the kernel's default that networkd keeps (NetworkManager's own default is on);
 bridge times must be whole seconds within NetworkManager's ranges.
 
-Every value comes from :func:`cl_metadata.netcheck.check`, so no metadata text can add a key, a
+Every value comes from :func:`cl_metadata.network.netcheck.check`, so no metadata text can add a key, a
 section or a file.
 """
 
@@ -31,9 +31,11 @@ import os
 import re
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
-from cl_metadata import fsutil, netcheck
+from cl_metadata.outputs import fsutil
+
+from cl_metadata.network import netcheck
 from cl_metadata.model import NetworkInterface, VirtualNetDev
-from cl_metadata.netcheck import Checked, CheckedInterface, CheckedNetDev
+from cl_metadata.network.netcheck import Checked, CheckedInterface, CheckedNetDev
 
 logger = logging.getLogger("cl_metadata")
 

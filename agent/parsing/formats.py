@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, Iterable, List, Mapping, Optional
 
-from cl_metadata import documents
+from cl_metadata.parsing import documents
 from cl_metadata.errors import InvalidMetadata
 
 
@@ -53,7 +53,7 @@ def text_attributes(http, base: str, paths: Mapping[str, str], *, optional: bool
 
 
 def json_document(body: bytes, source: str) -> Any:
-    """``body`` as strict UTF-8 JSON, size and nesting bounded (:mod:`cl_metadata.documents`)."""
+    """``body`` as strict UTF-8 JSON, size and nesting bounded (:mod:`cl_metadata.parsing.documents`)."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as err:

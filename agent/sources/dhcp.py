@@ -33,7 +33,7 @@ import time
 from types import MappingProxyType
 from typing import Callable, Dict, List, Mapping, NamedTuple, Optional, Tuple
 
-from cl_metadata.deadline import Deadline
+from cl_metadata.sources.deadline import Deadline
 
 log = logging.getLogger("cl_metadata")
 

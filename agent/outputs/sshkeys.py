@@ -27,7 +27,9 @@ import stat
 import struct
 from typing import Callable, Iterable, List, NamedTuple, Sequence, Tuple
 
-from cl_metadata import fsutil, log
+from cl_metadata.outputs import fsutil
+
+from cl_metadata import log
 from cl_metadata.errors import OutputError
 
 logger = logging.getLogger("cl_metadata")

@@ -7,7 +7,7 @@ after, the MAC address, else the name: ``ethernets`` (a NIC with a MAC is matche
 ``match: macaddress``), and ``bonds``, ``bridges``, ``vlans`` keyed by the virtual device's name,
 with their members (``interfaces``), parent (``link``), MAC address and ``parameters``.
 
-The YAML is written line by line from the values :func:`cl_metadata.netcheck.check` produced
+The YAML is written line by line from the values :func:`cl_metadata.network.netcheck.check` produced
 (each a name, MAC, address or number matched against a strict pattern, double-quoted), so no
 metadata text can add a key, a device or a file. An unmanaged NIC is left out: netplan does not
 touch a device it does not list. A bridge without an ``stp`` setting gets ``stp: false``, the
@@ -20,9 +20,11 @@ import logging
 import os
 from typing import Dict, List, Mapping, Optional, Sequence, Union
 
-from cl_metadata import fsutil, netcheck
+from cl_metadata.outputs import fsutil
+
+from cl_metadata.network import netcheck
 from cl_metadata.model import NetworkInterface, VirtualNetDev
-from cl_metadata.netcheck import Checked, CheckedInterface, CheckedNetDev
+from cl_metadata.network.netcheck import Checked, CheckedInterface, CheckedNetDev
 
 logger = logging.getLogger("cl_metadata")
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from cl_metadata.fields import Fields, unique
+from cl_metadata.parsing.fields import Fields, unique
 from cl_metadata.model import (BOND_AD_SELECT, BOND_HASH_POLICIES, BOND_LACP_RATES, BOND_MODES,
                                NetworkInterface, Route, VirtualNetDev)
 

@@ -18,7 +18,7 @@ import time
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 from cl_metadata.context import CONFIG_DRIVE_ENV
-from cl_metadata.deadline import Deadline
+from cl_metadata.sources.deadline import Deadline
 from cl_metadata.errors import ConfigDriveError, ConfigDriveNotFound, InvalidMetadata, UsageError
 
 log = logging.getLogger("cl_metadata")
@@ -189,8 +189,7 @@ def _decode(data: bytes, relpath: str) -> str:
 
 def _parse_json(text: str, relpath: str) -> object:
     """The one bounded JSON parser every metadata reader shares (size, nesting, constants)."""
-    from cl_metadata import documents
-
+    from cl_metadata.parsing import documents
     return documents.parse_json(text, relpath)
 
 

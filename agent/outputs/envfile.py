@@ -26,7 +26,9 @@ import os
 import re
 from typing import Iterable, List, Mapping, Tuple
 
-from cl_metadata import fsutil, log
+from cl_metadata.outputs import fsutil
+
+from cl_metadata import log
 from cl_metadata.dropped import DroppedItems
 
 logger = logging.getLogger("cl_metadata")

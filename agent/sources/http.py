@@ -37,7 +37,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from cl_metadata import __version__
 from cl_metadata.context import ENDPOINT_ENV
-from cl_metadata.deadline import Deadline
+from cl_metadata.sources.deadline import Deadline
 from cl_metadata.errors import FetchError, UsageError
 
 __all__ = ["HttpClient", "Response", "parse_retry_after", "redact_headers"]

@@ -12,7 +12,7 @@ import os
 import re
 from typing import Optional
 
-from cl_metadata import fsutil
+from cl_metadata.outputs import fsutil
 from cl_metadata.errors import InvalidMetadata
 
 logger = logging.getLogger("cl_metadata")
