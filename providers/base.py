@@ -20,7 +20,8 @@ SSH_KEYS = "ssh-keys"
 HOSTNAME = "hostname"
 NETWORK_UNITS = "network-units"
 CHECK_IN = "check-in"
-FEATURES = (ATTRIBUTES, SSH_KEYS, HOSTNAME, NETWORK_UNITS, CHECK_IN)
+USER_DATA = "user-data"
+FEATURES = (ATTRIBUTES, SSH_KEYS, HOSTNAME, NETWORK_UNITS, CHECK_IN, USER_DATA)
 
 
 class Provider:
@@ -59,6 +60,12 @@ class Provider:
 
     def network(self) -> Tuple[List[NetworkInterface], List[VirtualNetDev]]:
         return [], []
+
+    def user_data(self) -> Optional[bytes]:
+        """The end user's configuration as the user gave it (the platform's own transport
+        encoding, such as base64, already undone; a gzip stream is left for the writer), or None
+        when the platform holds none. Only called when ``USER_DATA`` is a feature."""
+        return None
 
     def check_in(self) -> None:
         """Tell the platform the machine booted. Only called when ``CHECK_IN`` is a feature."""
