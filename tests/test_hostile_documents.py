@@ -142,7 +142,8 @@ def test_the_bound_holds_whatever_the_recursion_limit():
     100,000 levels in C crashes the process (SIGSEGV) and PyYAML takes minutes."""
     code = (
         "import sys; sys.setrecursionlimit(1_000_000)\n"
-        "from cl_metadata import formats, nocloud_format\n"
+        "from cl_metadata.parsing import formats\n"
+        "from cl_metadata.sources import nocloud_format\n"
         "from cl_metadata.errors import InvalidMetadata\n"
         "for read in (lambda: formats.json_document(b'[' * 100000 + b']' * 100000, 'a'),\n"
         "             lambda: nocloud_format.load_yaml('[' * 100000 + ']' * 100000, 'b')):\n"
