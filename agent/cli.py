@@ -129,6 +129,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="write NetworkManager keyfiles to DIR")
     parser.add_argument("--check-in", action="store_true",
                         help="report a successful boot to the platform, where it wants that")
+    parser.add_argument("--local-only", action="store_true",
+                        help="read only sources on this machine (config drives, firmware "
+                             "entries, guestinfo): for a unit that runs before the network; a "
+                             "platform read over the network is left to a later run")
     parser.add_argument("--timeout", metavar="SECONDS", action=_Once, type=float, default=None,
                         help=f"deadline for the whole run (default ${TIMEOUT_ENV} or 60)")
     parser.add_argument("-v", "--verbose", action="count", default=0,
@@ -314,7 +318,11 @@ def _run(args, environ: Mapping[str, str]) -> int:
                        netplan_dir=args.netplan_config,
                        networkmanager_dir=args.networkmanager_profiles,
                        check_in=args.check_in, prefix=prefix)
-    context = Context(deadline=deadline, environ=environ, kernel_cmdline=kernel)
+    if args.local_only and args.check_in:
+        raise UsageError("--check-in talks to the platform over the network; "
+                         "--local-only never does")
+    context = Context(deadline=deadline, environ=environ, kernel_cmdline=kernel,
+                      local_only=args.local_only)
     try:
         pipeline.run(job, context)
     finally:

@@ -11,19 +11,23 @@ import threading
 from typing import Mapping, Optional, Sequence
 
 from cl_metadata.sources.deadline import Deadline
-from cl_metadata.errors import UsageError
+from cl_metadata.errors import NoMetadataHere, UsageError
 
 ENDPOINT_ENV = "CL_METADATA_ENDPOINT"
 CONFIG_DRIVE_ENV = "CL_METADATA_CONFIG_DRIVE"
 CMDLINE_ENV = "CL_METADATA_CMDLINE"
 CONCURRENCY_ENV = "CL_METADATA_CONCURRENCY"  # parallel requests per run (benchmarks set 1)
 DEFAULT_CONCURRENCY = 8
+# --local-only runs before the network, where a drive is the only source: give udev time to
+# show its label, as the drive-only platforms always do.
+LOCAL_DRIVE_WAIT = 5.0
 
 
 class Context:
     def __init__(self, *, deadline: Deadline, environ: Mapping[str, str] = os.environ,
-                 kernel_cmdline: Optional[Mapping[str, str]] = None):
+                 kernel_cmdline: Optional[Mapping[str, str]] = None, local_only: bool = False):
         self.deadline = deadline
+        self.local_only = local_only
         self.endpoint = environ.get(ENDPOINT_ENV) or None
         self.config_drive_override = environ.get(CONFIG_DRIVE_ENV) or None
         self.kernel_cmdline = dict(kernel_cmdline or {})
@@ -34,6 +38,10 @@ class Context:
     @property
     def http(self):
         """The run's one HTTP client (``cl_metadata.sources.http.HttpClient``), created on first use."""
+        if self.local_only:
+            # a notice and exit 0, nothing written: the network unit of a later run reads it
+            raise NoMetadataHere("the platform is read over the network; --local-only leaves "
+                                 "it to a later run")
         with self._http_lock:
             if self._http is None:
                 from cl_metadata.sources.http import HttpClient
@@ -49,6 +57,9 @@ class Context:
         Raises ``ConfigDriveNotFound`` when no drive carries one of ``labels``.
         """
         from cl_metadata.sources.configdrive import open_config_drive
+
+        if self.local_only:
+            wait = max(wait, LOCAL_DRIVE_WAIT)
 
         return open_config_drive(labels, override=self.config_drive_override, wait=wait,
                                  premounted=premounted, deadline=self.deadline)

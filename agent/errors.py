@@ -27,7 +27,8 @@ class NoMetadataHere(CLMetadataError):
     """The platform is named, but gives this machine nothing to read (no drive, no firmware
     config entry): a success that fetches, writes and removes nothing, said in one notice.
 
-    Raised by a provider's constructor; ``str(err)`` is the notice.
+    Raised by a provider's constructor, or by the context when ``--local-only`` keeps a
+    provider off the network; ``str(err)`` is the notice.
     """
 
     exit_code = EXIT_OK

@@ -36,7 +36,8 @@ UNITS = REPO / "units"
 VERSION = cl_metadata.__version__
 UNIT_FILES = ["cl-metadata.service", "cl-metadata-sshkeys@.service", "cl-metadata-sshkeys.target",
               "cl-metadata-sshkeys.service", "cl-metadata-checkin.service",
-              "cl-metadata-firstboot-checkin.service", "afterburn.service"]
+              "cl-metadata-firstboot-checkin.service", "cl-metadata-network.service",
+              "afterburn.service"]
 ALIASES = {"coreos-metadata.service": "cl-metadata.service",
            "coreos-metadata-sshkeys@.service": "cl-metadata-sshkeys@.service",
            "afterburn-sshkeys@.service": "cl-metadata-sshkeys@.service",

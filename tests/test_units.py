@@ -22,7 +22,8 @@ BINARY = "/usr/bin/cl-metadata"
 SERVICES = ["cl-metadata.service", "cl-metadata-sshkeys.service", "cl-metadata-sshkeys@.service",
             "cl-metadata-checkin.service", "cl-metadata-firstboot-checkin.service",
             "afterburn.service"]
-UNIT_FILES = SERVICES + ["cl-metadata-sshkeys.target"]
+NETWORK_UNIT = "cl-metadata-network.service"  # before the network, unlike every other service
+UNIT_FILES = SERVICES + [NETWORK_UNIT, "cl-metadata-sshkeys.target"]
 KEY_UNITS = ["cl-metadata-sshkeys.service", "cl-metadata-sshkeys@.service"]
 # what the packages ship next to the units (packaging/debian/cl-metadata.links, the spec)
 ALIASES = {"coreos-metadata.service": "cl-metadata.service",
@@ -126,7 +127,7 @@ def systemctl(root: Path, *args: str) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize("name", [
     "cl-metadata.service", "cl-metadata-sshkeys.service", "cl-metadata-sshkeys@core.service",
     "cl-metadata-sshkeys.target", "cl-metadata-checkin.service",
-    "cl-metadata-firstboot-checkin.service", "afterburn.service",
+    "cl-metadata-firstboot-checkin.service", "afterburn.service", "cl-metadata-network.service",
     "coreos-metadata.service", "coreos-metadata-sshkeys@core.service",
     "afterburn-sshkeys@core.service", "afterburn-sshkeys.target", "afterburn-checkin.service",
     "afterburn-firstboot-checkin.service"])
@@ -305,6 +306,29 @@ def test_check_in_units(name, first_boot):
     assert set(single(u, "Unit", "After").split()) == {
         "network-online.target", "multi-user.target", "boot-complete.target"}
     assert single(u, "Install", "WantedBy") == "multi-user.target"
+
+
+def test_network_unit_runs_before_any_network_manager_and_never_uses_the_network():
+    u = unit(NETWORK_UNIT)
+    assert single(u, "Service", "ExecStart") == (
+        f"/usr/bin/cl-metadata ${{CL_METADATA_OPT_PROVIDER}} $COREOS_METADATA_OPT_PROVIDER "
+        f"{SETTINGS} --local-only $CL_METADATA_OPT_NETWORK")
+    assert values(u, "Service", "Environment") == [
+        "CL_METADATA_OPT_PROVIDER=--cmdline",
+        "CL_METADATA_OPT_NETWORK=--network-units=/run/systemd/network",
+        "CL_METADATA_TIMEOUT=20"]
+    assert single(u, "Unit", "DefaultDependencies") == "no"
+    assert {"network-pre.target", "systemd-networkd.service", "NetworkManager.service"} <= set(
+        " ".join(values(u, "Unit", "Before")).split())
+    assert "network-online.target" not in " ".join(values(u, "Unit", "After") +
+                                                   values(u, "Unit", "Wants"))
+    assert single(u, "Unit", "Wants") == "network-pre.target"
+    assert single(u, "Install", "WantedBy") == "network-pre.target"
+    # no address family that reaches a network: --local-only never asks one
+    assert single(u, "Service", "RestrictAddressFamilies") == "AF_UNIX AF_NETLINK"
+    assert int(single(u, "Service", "TimeoutStartSec")) > 20  # above the agent's own deadline
+    assert single(u, "Service", "NoNewPrivileges") == "yes"
+    assert values(u, "Unit", "ConditionKernelCommandLine") == [KILL_SWITCH]
 
 
 def test_tmpfiles_lines():
