@@ -88,7 +88,7 @@ def qemu_command(spec: dict) -> List[str]:
         "-device", "virtio-blk-pci,drive=root",
         "-drive", f"if=none,id=res,file={run / 'results.img'},format=raw",
         "-device", "virtio-blk-pci,drive=res,serial=clmtest-results",
-        "-netdev", netdev(spec), "-device", "virtio-net-pci,netdev=n0,romfile=",
+        "-netdev", netdev(spec), "-device", "virtio-net-pci,netdev=n0,romfile=,mac=52:54:00:12:34:56",
     ]
     for table in spec.get("smbios", ()):  # the firmware's DMI strings, as a cloud sets them
         command += ["-smbios", table]

@@ -1,5 +1,6 @@
 """Every end-to-end scenario, in the order they boot and are listed: issue 5's and issue 6's
-(e2e_scenarios.py), then issue 11's drop-in boots (e2e_scenarios_dropin.py)."""
+(e2e_scenarios.py), then issue 11's drop-in boots (e2e_scenarios_dropin.py), then issue 12's
+network boot (e2e_scenarios_network.py)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ from typing import Dict, List
 
 import e2e_scenarios
 import e2e_scenarios_dropin
+import e2e_scenarios_network
 from e2e_scenarios import Scenario
 
-SCENARIOS: List[Scenario] = [*e2e_scenarios.SCENARIOS, *e2e_scenarios_dropin.SCENARIOS]
+SCENARIOS: List[Scenario] = [*e2e_scenarios.SCENARIOS, *e2e_scenarios_dropin.SCENARIOS,
+                             *e2e_scenarios_network.SCENARIOS]
 
 
 def by_name() -> Dict[str, Scenario]:

@@ -43,6 +43,14 @@ def _journal_entries(text: str) -> List[dict]:
     return entries
 
 
+def _json_or_empty(text: Optional[str]) -> list:
+    try:
+        found = json.loads(text or "[]")
+    except ValueError:
+        return []
+    return found if isinstance(found, list) else []
+
+
 def read_results(disk: Path) -> Optional[dict]:
     """The guest's tar archive on the results disk: files as they were (lstat facts and the
     contents of small files) plus the command outputs under out/; None if it never wrote."""
@@ -84,6 +92,8 @@ def read_results(disk: Path) -> Optional[dict]:
         "failed": out.get("failed", ""),
         "version": out.get("version", "").strip(),
         "dmesg": out.get("dmesg", ""),
+        "network": {"addr": _json_or_empty(out.get("ip-addr.json")),
+                    "route": _json_or_empty(out.get("ip-route.json"))},
         "journal": _journal_entries(out.get("journal.jsonl", "")),
     }
 

@@ -131,7 +131,8 @@ def prepare(scenario: Scenario, image: Image, run_root: Path, keys: Dict[str, st
     description: Optional[Path] = None  # None: the fake server's bundled sample instance
     if not scenario.sample_instance:
         description = run_dir / "instance.yaml"
-        description.write_text(yaml.safe_dump(instance(keys["public"]), sort_keys=False))
+        description.write_text(yaml.safe_dump({**instance(keys["public"]),
+                                                **scenario.instance_extra}, sort_keys=False))
     with open(run_dir / "results.img", "wb") as disk:
         disk.truncate(RESULTS_DISK_BYTES)
     (run_dir / "requests.jsonl").touch()

@@ -92,6 +92,7 @@ class Scenario:
     # rendered by the platform's renderer
     drive: Optional[str] = None
     sample_instance: bool = False  # the fake server's bundled sample instead of instance()
+    instance_extra: Dict[str, object] = field(default_factory=dict)  # keys added to instance()
     host_expectation: bool = False  # run the provider on the drive on the host (EXPECTATION)
     login: bool = False  # keep the guest up until the host has logged in over ssh
     login_user: str = "core"  # who the host logs in as
