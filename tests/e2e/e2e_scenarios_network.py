@@ -49,6 +49,7 @@ After=network-online.target
 
 [Service]
 Type=oneshot
+RemainAfterExit=yes
 ExecStart=/usr/bin/cl-metadata --provider=openstack-metadata --attributes={REACHED_FILE} --timeout=60
 """
 LINKS = ("network-pre.target.wants cl-metadata-network.service\n"
