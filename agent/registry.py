@@ -38,6 +38,7 @@ BUILTIN: Dict[str, str] = {
     "kubevirt": _P + "kubevirt:KubeVirtProvider",
     "nocloud": _P + "nocloud:NoCloudProvider",
     "nutanix": _P + "nutanix:NutanixProvider",
+    "opennebula": _P + "opennebula:OpenNebulaProvider",
     "openstack": _P + "openstack:OpenStackProvider",
     "openstack-metadata": _P + "openstack_metadata:OpenStackMetadataProvider",
     "oraclecloud": _P + "oraclecloud:OracleCloudProvider",

@@ -70,6 +70,13 @@ COMPUTED: Mapping[str, Mapping[str, str]] = {
         "NOCLOUD_IPV4": "`network-config`: first IPv4 of the first interface with static addresses",
         "NOCLOUD_IPV6": "`network-config`: first IPv6 of the first interface with static addresses",
     },
+    "opennebula": {
+        "OPENNEBULA_INSTANCE_ID": "`context.sh` `VMID`",
+        "OPENNEBULA_HOSTNAME": "`context.sh` `SET_HOSTNAME`, else `HOSTNAME`",
+        "OPENNEBULA_IPV4_<n>": "`context.sh` `ETH<n>_IP` (n: the NIC's number, not a position)",
+        "OPENNEBULA_IPV6_<n>": "`context.sh` `ETH<n>_IP6`",
+        "OPENNEBULA_IPV4_PUBLIC": "`context.sh` `PUBLIC_IP`, else `IP_PUBLIC`",
+    },
     "openstack": {
         "OPENSTACK_INSTANCE_UUID": "`openstack/latest/meta_data.json` `uuid`",
         "OPENSTACK_HOSTNAME": "`openstack/latest/meta_data.json` `hostname`",

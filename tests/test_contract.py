@@ -76,6 +76,9 @@ DRIVE_FACTS = {
     "proxmoxve": {"instance_id": "PROXMOXVE_INSTANCE_ID", "hostname_short": "PROXMOXVE_HOSTNAME"},
     "nocloud": {"instance_id": "NOCLOUD_INSTANCE_ID", "hostname": "NOCLOUD_HOSTNAME"},
     "nutanix": {"uuid": "NUTANIX_INSTANCE_UUID", "hostname": "NUTANIX_HOSTNAME"},
+    # per-NIC addresses (ETH<n>_IP): the machine's private address is on its second NIC
+    "opennebula": {"instance_id": "OPENNEBULA_INSTANCE_ID", "private": "OPENNEBULA_IPV4_1",
+                   "public": "OPENNEBULA_IPV4_PUBLIC", "hostname": "OPENNEBULA_HOSTNAME"},
     "qemu": {"instance_id": "QEMU_INSTANCE_ID", "private": "QEMU_IPV4_LOCAL",
              "public": "QEMU_IPV4_PUBLIC", "hostname": "QEMU_HOSTNAME"},
 }

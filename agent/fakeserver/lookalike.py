@@ -189,6 +189,19 @@ _NUTANIX = {
     "project-id": None,
     "mac": "50:6b:8d:4c:2d:7a",
 }
+# OpenNebula: numeric VM ids, VM names as host names, MACs of its default 02:00 prefix followed
+# by the IPv4 address (02:00:0a:00:01:0f is 10.0.1.15)
+_OPENNEBULA = {
+    "instance-id": "1042",
+    "uuid": None,
+    "hostname": "demo-1",
+    "region": None,
+    "availability-zone": None,
+    "instance-type": None,
+    "image-id": None,
+    "project-id": None,
+    "mac": "02:00:0a:00:01:0f",
+}
 # OCI: ocid1.* ids, us-phoenix-1, VM.Standard.* shapes, 02:00:17 MACs
 _ORACLECLOUD = {
     "instance-id": "ocid1.instance.oc1.phx.anyhqljtniwq6syc2xdfs7hbyi4nymbm5f6ltcnqkcd3rpxvl4pha2qcwnha",
@@ -309,6 +322,7 @@ OVERRIDES: Dict[str, Dict[str, Any]] = {
     "kubevirt": _KUBEVIRT,
     "nocloud": _NOCLOUD,
     "nutanix": _NUTANIX,
+    "opennebula": _OPENNEBULA,
     "oraclecloud": _ORACLECLOUD,
     "packet": _PACKET,
     "powervs": _POWERVS,
