@@ -73,8 +73,8 @@ def check_static_network(boot: BootResult, ck: Checks, scenario: Scenario) -> No
     ck.equal("eth0's IPv4 addresses: exactly the drive's, static (no DHCP lease)", addresses,
              [(ADDRESS, PREFIX, False)])
     ck.equal("eth0's MAC is the one the drive matched", [l.get("address") for l in eth0], [MAC])
-    defaults = [(r.get("gateway"), r.get("dev"), r.get("protocol")) for r in network.get("route", [])
-                if r.get("dst") == "default"]
+    defaults = [(r.get("gateway"), r.get("dev"), r.get("protocol"))
+                for r in network.get("route", []) if r.get("dst") == "default"]
     ck.equal("the default route: via the drive's gateway, set statically", defaults,
              [(GATEWAY, "eth0", "static")])
     links = [item.get("content", "") for path, item in
