@@ -323,7 +323,7 @@ def test_network_unit_runs_before_any_network_manager_and_never_uses_the_network
     assert "network-online.target" not in " ".join(values(u, "Unit", "After") +
                                                    values(u, "Unit", "Wants"))
     assert single(u, "Unit", "Wants") == "network-pre.target"
-    assert single(u, "Install", "WantedBy") == "network-pre.target"
+    assert single(u, "Install", "WantedBy") == "sysinit.target"
     # no address family that reaches a network: --local-only never asks one
     assert single(u, "Service", "RestrictAddressFamilies") == "AF_UNIX AF_NETLINK"
     assert int(single(u, "Service", "TimeoutStartSec")) > 20  # above the agent's own deadline

@@ -52,7 +52,7 @@ Type=oneshot
 RemainAfterExit=yes
 ExecStart=/usr/bin/cl-metadata --provider=openstack-metadata --attributes={REACHED_FILE} --timeout=60
 """
-LINKS = ("network-pre.target.wants cl-metadata-network.service\n"
+LINKS = ("sysinit.target.wants cl-metadata-network.service\n"
          "multi-user.target.wants clmtest-reach.service\n")
 
 

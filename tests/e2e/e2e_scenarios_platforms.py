@@ -13,14 +13,14 @@ from __future__ import annotations
 
 from e2e_results import BootResult, Checks
 from e2e_scenarios import (AGENT, CONSUMER_LINK, HOSTNAME, HOSTNAME_DROP_IN, INSTANCE_ID,
-                           Scenario, check_attributes, check_consumer, check_keys,
+                           PUBLIC_IPV4, Scenario, check_attributes, check_consumer, check_keys,
                            check_multi_user, check_unit_succeeded, consumer_unit, env_file,
                            keys_for_core, no_http)
 from e2e_scenarios_network import DNS, GATEWAY, MAC, NETWORK, NO_DHCP_SETUP, PREFIX
 
 ADDRESS = "169.254.169.15"  # e2e_boot.SLIRP's dhcpstart: where hostfwd delivers
 ATTRIBUTES = {"COREOS_OPENNEBULA_HOSTNAME": HOSTNAME, "COREOS_OPENNEBULA_INSTANCE_ID": INSTANCE_ID,
-              "COREOS_OPENNEBULA_IPV4_0": ADDRESS}
+              "COREOS_OPENNEBULA_IPV4_0": ADDRESS, "COREOS_OPENNEBULA_IPV4_PUBLIC": PUBLIC_IPV4}
 EXPECTED_UNIT = f"""\
 # Written by cl-metadata from the platform's metadata; replaced on every run.
 
@@ -87,7 +87,7 @@ SCENARIOS = [
                         ["COREOS_OPENNEBULA_HOSTNAME", "COREOS_OPENNEBULA_INSTANCE_ID"]),
                     "units/cl-metadata.service.d/50-hostname.conf": HOSTNAME_DROP_IN,
                     "links": CONSUMER_LINK
-                    + "network-pre.target.wants cl-metadata-network.service\n",
+                    + "sysinit.target.wants cl-metadata-network.service\n",
                     "setup": NO_DHCP_SETUP},
              bound={"tcg": 240, "kvm": 120}),
 ]
