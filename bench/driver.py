@@ -22,6 +22,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
+import fleet
 import imports
 import instance as instances
 import measure
@@ -210,6 +211,70 @@ def sweep(bench: Bench, jobs: Sequence[Job]) -> None:
                     job.series.add(name, sample, seen)
 
 
+def run_fleet(bench: Bench, rounds: int) -> List[fleet.FleetRow]:
+    """N agents at once against one server (ec2, attributes + hostname), N in FLEET_SIZES;
+    one warm-up boot, then ``rounds`` boots per N, the sizes interleaved."""
+    rows = [fleet.FleetRow(n) for n in fleet.FLEET_SIZES]
+    log = os.path.join(bench.logs, "fleet.jsonl")
+    with FakeServer(bench.bin, fleet.FLEET_PLATFORM, fleet.FLEET_LATENCY, log,
+                    bench.env()) as server:
+        env = bench.env(CL_METADATA_ENDPOINT=server.url)
+        for round_no in range(rounds + 1):
+            progress(f"fleet round {round_no + 1}/{rounds + 1}"
+                     + (" (warm-up)" if round_no == 0 else ""))
+            for row in rows:
+                argvs = [[bench.agent, "--provider", fleet.FLEET_PLATFORM,
+                          "--attributes", os.path.join(bench.out, f"fleet-{i}.attributes"),
+                          "--hostname", os.path.join(bench.out, f"fleet-{i}.hostname")]
+                         for i in range(row.agents)]
+                walls, span_, failures = fleet.boot(argvs, env)
+                server.new_requests()
+                if round_no:
+                    row.walls += walls
+                    row.spans.append(span_)
+                    row.failures += failures
+    return rows
+
+
+def run_key_cost(bench: Bench, rounds: int) -> fleet.KeyCost:
+    """CPU time of ec2 runs (all outputs) with 1 and with 1000 keys, one request per key."""
+    cost = fleet.KeyCost()
+    with contextlib.ExitStack() as servers:
+        jobs = []
+        for keys in fleet.KEY_COST_KEYS:
+            path = instances.write(os.path.join(bench.scratch, f"keys-{keys}.json"),
+                                   instances.instance(keys))
+            server = servers.enter_context(FakeServer(
+                bench.bin, fleet.KEY_COST_PLATFORM, 0.0,
+                os.path.join(bench.logs, f"keys-{keys}.jsonl"), bench.env(), instance=path))
+            argv = bench.agent_argv(fleet.KEY_COST_PLATFORM, ALL)
+            jobs.append((keys, server, argv, bench.env(CL_METADATA_ENDPOINT=server.url)))
+            cost.keys[keys] = []
+        for round_no in range(rounds + 1):
+            progress(f"key cost round {round_no + 1}/{rounds + 1}")
+            for keys, server, argv, env in jobs:
+                sample = bench.run(argv, env)
+                cost.requests[keys] = len(server.new_requests())
+                if round_no:
+                    cost.keys[keys].append(sample.cpu)
+    return cost
+
+
+def run_network(bench: Bench, rounds: int) -> List[fleet.NetworkCost]:
+    """Import + first render of a 4-interface description, per stack, in fresh processes."""
+    costs = [fleet.NetworkCost(stack) for stack in fleet.NETWORK_STACKS]
+    for _ in range(rounds):
+        for cost in costs:
+            sample = bench.run([bench.python, "-c", fleet.NETWORK_PROBE, cost.stack],
+                               bench.env())
+            imported, first, again, files = sample.stdout.split()
+            cost.imports.append(float(imported))
+            cost.first.append(float(first))
+            cost.again.append(float(again))
+            cost.files = int(files)
+    return costs
+
+
 def run_all(bench: Bench, latencies: Sequence[float], platforms: Sequence[str],
             growth_keys: Sequence[int], include_drive: bool) -> Results:
     results = Results()
@@ -257,6 +322,9 @@ def run_all(bench: Bench, latencies: Sequence[float], platforms: Sequence[str],
             block.profile = bench.import_profile(argv, env, job.server)
     for name, (argv, env) in bench.floors().items():
         results.floor_profiles[name] = bench.import_profile(argv, env, None)
+    results.fleet = run_fleet(bench, bench.runs)
+    results.key_cost = run_key_cost(bench, max(3, bench.runs // 2))
+    results.network = run_network(bench, bench.runs)
     return results
 
 

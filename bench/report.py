@@ -118,7 +118,10 @@ def render(results: Results) -> str:
     render_latency_share(results, add)
     render_requests(results, add)
     render_growth(results, add)
+    render_fleet(results, add)
+    render_network(results, add)
     render_profile(results, add)
+    render_notes(add)
     return "\n".join(out).rstrip() + "\n"
 
 
@@ -216,6 +219,48 @@ def render_growth(results: Results, add) -> None:
     add("")
 
 
+def render_fleet(results: Results, add) -> None:
+    if results.fleet:
+        add("## Fleet boot\n")
+        add("N agents spawned at once (ec2, attributes + hostname, 2 ms per request) against "
+            "one fake server on the same 2 CPUs, so N = 32 measures contention for the CPU as "
+            "much as the agent. *Finished per second* is N over the time from the first spawn "
+            "to the last exit (median of the boots); p50/p99 are of every agent's own wall "
+            "time. No cloud-init peer: its Python package is not installed on this machine.\n")
+        add("| agents | boots | finished per second | p50 ms | p99 ms | failed runs |")
+        add("|---|---|---|---|---|---|")
+        for row in results.fleet:
+            add(f"| {row.agents} | {len(row.spans)} | {row.per_second:.1f} | "
+                f"{ms(row.percentile(50))} | {ms(row.percentile(99))} | {row.failures} |")
+        add("")
+    cost = results.key_cost
+    if cost is not None and len(cost.keys) > 1:
+        few, many = min(cost.keys), max(cost.keys)
+        add("## CPU per extra request\n")
+        add(f"ec2, all outputs, 0 ms: one request per key. {few} key: {cost.requests[few]} "
+            f"requests, CPU {span(cost.keys[few])} ms; {many} keys: {cost.requests[many]} "
+            f"requests, CPU {span(cost.keys[many])} ms; the difference per extra request: "
+            f"**{cost.per_request() * 1000:.3f} ms** (cloud-init's datasource API: 0.85 ms, "
+            f"measured for issue 16).\n")
+
+
+def render_network(results: Results, add) -> None:
+    if not results.network:
+        return
+    add("## Network rendering (4 interfaces)\n")
+    add("A fresh process per run that has already imported `cl_metadata.model` (every run "
+        "does) imports one stack's modules and renders a 4-interface description (two static "
+        "NICs, a DHCP NIC and a VLAN on it): the import and the first render are what a run "
+        "that writes network units pays for them; *warm* is a render once everything is "
+        "loaded.\n")
+    add("| stack | files | import ms | first render ms | added to a run ms | warm render ms |")
+    add("|---|---|---|---|---|---|")
+    for c in results.network:
+        add(f"| {c.stack} | {c.files} | {span(c.imports, digits=2)} | "
+            f"{span(c.first, digits=2)} | {ms(c.added)} | {span(c.again, digits=3)} |")
+    add("")
+
+
 def render_profile(results: Results, add) -> None:
     add("## Start-up profile (`-X importtime`, 3 extra runs per 0 ms block)\n")
     add("Self time of each module as the profiler reports it, median of the runs (the "
@@ -247,6 +292,49 @@ def render_profile(results: Results, add) -> None:
         for top, count, us in profile.grouped(beyond)[:12]:
             add(f"| {top} | {count} | {us / 1000:.1f} |")
         add("")
+
+
+# What each lever of issue 16 paid, measured when it was made (outside this run: the figures
+# above are the run's own). Edit this text when a lever changes.
+LEVER_NOTES = (
+    "**One deadline watchdog per run.** A thread started with the first request sleeps until "
+    "the deadline and then shuts down the sockets of the exchanges still in flight; an "
+    "exchange only registers its socket. 1000 sequential GETs against an in-process fake "
+    "server (the client's and the server's CPU together): 1.36–1.48 s with a timer thread per "
+    "request, 0.75–0.81 s with one watchdog. The per-read timeouts and the body reader's "
+    "deadline checks are unchanged. Kept.",
+    "**No charset detection.** The agent imports requests with chardet and charset_normalizer "
+    "made unimportable for the duration of that import (requests 2.32 and later run without "
+    "either); with Debian 12's requests 2.28, which refuses to import without one, only chardet "
+    "is left out (charset_normalizer costs ~6 ms there, chardet ~16 ms). Importing the HTTP "
+    "client: 24.0 MiB peak RSS instead of 26.7 MiB, and roughly 8–20 ms less. Kept.",
+    "**No ssl for http:// platforms: not done.** urllib3 (1.26 and 2.x) and requests import "
+    "ssl at import time; only making ssl unimportable before requests is imported avoids it "
+    "(measured: −1.4 MiB, ~6 ms). That needs the platform's scheme (or the endpoint "
+    "override's) known before the HTTP client is created, and a clear error if an https URL "
+    "then appears; left for a change to the context that creates the client.",
+    "**Nothing of HTTP/2: a floor with urllib3 2.** urllib3 2's connection module imports its "
+    "HTTP/2 probe, whose package imports importlib.metadata (~10 ms under the profiler), "
+    "whatever the scheme; no supported switch avoids it. urllib3 1.26 (Debian 12) has no "
+    "HTTP/2 module.",
+    "**ec2/aws keys: key 0 beside the index.** `--ssh-keys` asks the key index and key 0 in "
+    "one round; other keys follow the index. One round trip fewer for the usual one-key "
+    "instance (a 20 ms platform: ~20 ms), at the price of a 404 for key 0 on an instance "
+    "without keys. Attributes-only runs ask no key path. Kept.",
+    "**Default concurrency 12** (was 8): ec2/aws with every output asks 10 attribute GETs and "
+    "the key index with key 0 at once, so none waits for a worker. Workers start only as work "
+    "needs them. Kept.",
+    "**Fake server backlog 128** (socketserver's default is 5): a burst of connects beyond "
+    "the backlog waits 1 s for a SYN retry, which the fleet figures would otherwise measure. "
+    "Kept.",
+)
+
+
+def render_notes(add) -> None:
+    add("## Notes: issue 16's levers\n")
+    for note in LEVER_NOTES:
+        add(f"- {note}")
+    add("")
 
 
 def summary(results: Results) -> str:

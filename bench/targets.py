@@ -1,4 +1,4 @@
-"""The targets of issue 7, judged from the measured figures: met or not, with the figure,
+"""The targets of issues 7, 12 and 16, judged from the measured figures: met or not, with the figure,
 and for a missed one why and a line to file as an issue note."""
 
 from __future__ import annotations
@@ -20,7 +20,12 @@ ATTRIBUTES, ALL = "attributes", "attributes + ssh keys + hostname"
 TARGET_RATIO = 0.5
 TARGET_HTTP_OVER_MS = 25.0
 TARGET_DRIVE_OVER_MS = 30.0
-TARGET_RSS_MIB = 25.0
+TARGET_RSS_MIB = 24.0  # HTTP platforms (issue 16)
+TARGET_DRIVE_RSS_MIB = 14.0
+TARGET_GCP_RATIO = 1.0
+TARGET_CPU_PER_REQUEST_MS = 0.5
+PEER_CPU_PER_REQUEST_MS = 0.85  # cloud-init's datasource API, measured for issue 16
+TARGET_NETWORK_MS = 5.0  # issue 12
 KEY_PATH_MARKS = ("public-keys", "ssh-keys", "sshkeys", "ssh_keys", "public_keys")
 USER_DATA_MARKS = ("user-data", "user_data", "userdata")
 NOT_RUN = "not run (left out of this run)"
@@ -32,6 +37,9 @@ class Results:
     growth: list = field(default_factory=list)  # driver.GrowthRow
     floor_profiles: Dict[str, imports.ImportProfile] = field(default_factory=dict)
     meta: dict = field(default_factory=dict)
+    fleet: list = field(default_factory=list)  # fleet.FleetRow
+    key_cost: Optional[object] = None  # fleet.KeyCost
+    network: list = field(default_factory=list)  # fleet.NetworkCost
 
 
 @dataclass
@@ -41,10 +49,13 @@ class Target:
     met: bool
     why: str = ""
     note: str = ""
+    unjudged: bool = False  # figures shown, but the partner to judge them by was not run
 
     @property
     def verdict(self) -> str:
-        return "not run" if self.figure == NOT_RUN else ("met" if self.met else "missed")
+        if self.figure == NOT_RUN or self.unjudged:
+            return "not run"
+        return "met" if self.met else "missed"
 
 
 # --- small formatting ---------------------------------------------------------------------
@@ -237,7 +248,8 @@ def target_drive(results: Results) -> Target:
 
 
 def target_rss(results: Results) -> Target:
-    name = "peak RSS ≤ 25 MiB for every platform"
+    name = (f"peak RSS ≤ {TARGET_RSS_MIB:g} MiB on every HTTP platform, config drive ≤ "
+            f"{TARGET_DRIVE_RSS_MIB:g} MiB")
     per_platform: Dict[str, List[float]] = {}
     for b in results.blocks:
         key = b.platform + (" (config drive)" if b.source == "config drive" else "")
@@ -246,26 +258,100 @@ def target_rss(results: Results) -> Target:
     peaks = {p: max(v) for p, v in per_platform.items() if v}
     if not peaks:
         return Target(name, NOT_RUN, False)
+
+    def limit(platform: str) -> float:
+        return TARGET_DRIVE_RSS_MIB if "config drive" in platform else TARGET_RSS_MIB
+
     figure = "; ".join(f"{p} {peak:.1f}" for p, peak in peaks.items()) + " MiB (largest run)"
-    target = Target(name, figure, max(peaks.values()) <= TARGET_RSS_MIB)
+    over_ = sorted(p for p, v in peaks.items() if v > limit(p))
+    target = Target(name, figure, not over_)
     if not target.met:
         req = median(all_floor_rss(results.blocks, FLOOR_REQUESTS))
         base = median(all_floor_rss(results.blocks, FLOOR_PASS))
         stdlib = median(all_floor_rss(results.blocks, FLOOR_HTTP_CLIENT))
-        over_ = sorted(p for p, v in peaks.items() if v > TARGET_RSS_MIB)
         http_peak = max((v for p, v in peaks.items() if "config drive" not in p), default=0)
         target.why = (
-            f"over 25 MiB: {', '.join(over_)}. `{FLOOR_REQUESTS}` alone peaks at {req:.1f} MiB "
-            f"(`{FLOOR_PASS}`: {base:.1f} MiB; `{FLOOR_HTTP_CLIENT}`: {stdlib:.1f} MiB): "
-            f"importing requests maps urllib3, charset_normalizer's compiled modules, idna's "
-            f"tables and ssl/OpenSSL before the agent does anything, so no HTTP platform can "
-            f"meet 25 MiB while the boot path imports requests. The agent adds "
-            f"{http_peak - req:.1f} MiB on top of that floor at its largest.")
+            f"over: {', '.join(over_)}. `{FLOOR_REQUESTS}` alone peaks at {req:.1f} MiB "
+            f"(`{FLOOR_PASS}`: {base:.1f} MiB; `{FLOOR_HTTP_CLIENT}`: {stdlib:.1f} MiB); the "
+            f"agent leaves charset detection out of its own import of requests, but urllib3 "
+            f"still maps ssl/OpenSSL and (urllib3 2) importlib.metadata for its HTTP/2 probe "
+            f"before the agent does anything. The agent's largest HTTP run is "
+            f"{http_peak - req:+.1f} MiB against that floor.")
         target.note = (
-            f"bench: peak RSS of HTTP platforms is up to {http_peak:.1f} MiB (target 25); "
-            f"`import requests` alone is {req:.1f} MiB, `import http.client` {stdlib:.1f} MiB: "
-            f"meeting the target needs a boot path without requests (stdlib http.client), or "
-            f"a target stated relative to the requests floor.")
+            f"bench: peak RSS of HTTP platforms is up to {http_peak:.1f} MiB (target "
+            f"{TARGET_RSS_MIB:g}); `import requests` alone is {req:.1f} MiB, `import "
+            f"http.client` {stdlib:.1f} MiB. Leaving ssl out for http:// platforms (~1.4 MiB) "
+            f"needs the platform's scheme known before requests is imported.")
+    return target
+
+
+def target_gcp_ratio(results: Results) -> Target:
+    name = "gcp at 20 ms/request ≤ 1.0× the sequential client"
+    rows = find(results.blocks, "gcp", 0.020, source="http")
+    if not rows:
+        return Target(name, NOT_RUN, False)
+    figures = [(b, ratio(b.series, AGENT, CURL)) for b in rows]
+    worst = max(r for _, r in figures)
+    target = Target(name, "; ".join(
+        f"{short(b.output)}: {r:.2f}× ({ms(median(b.series.walls(AGENT)))} vs "
+        f"{ms(median(b.series.walls(CURL)))} ms)" for b, r in figures), worst <= TARGET_GCP_RATIO)
+    if not target.met:
+        b = max(figures, key=lambda item: item[1])[0]
+        zero = find(results.blocks, "gcp", 0.0, b.output)
+        floor = median(zero[0].series.walls(FLOOR_REQUESTS)) if zero else float("nan")
+        target.why = (f"gcp makes {len(b.requests)} requests; curl pays them in "
+                      f"{ms(median(b.series.walls(CURL)))} ms, while `{FLOOR_REQUESTS}` alone "
+                      f"takes {ms(floor)} ms: with this few requests the interpreter and "
+                      f"library start-up decide the ratio.")
+        target.note = f"bench: gcp at 20 ms is {worst:.2f}× curl (target ≤ 1.0×)"
+    return target
+
+
+def target_request_cpu(results: Results) -> Target:
+    name = (f"CPU per extra request ≤ {TARGET_CPU_PER_REQUEST_MS:g} ms (ec2, 1 vs 1000 keys; "
+            f"cloud-init's {PEER_CPU_PER_REQUEST_MS:g} ms for reference)")
+    cost = results.key_cost
+    if cost is None or len(cost.keys) < 2:
+        return Target(name, NOT_RUN, False)
+    per = cost.per_request() * 1000
+    few, many = min(cost.keys), max(cost.keys)
+    figure = (f"{per:.3f} ms per request ({per / PEER_CPU_PER_REQUEST_MS:.2f}× cloud-init's "
+              f"figure from issue 16); {cost.requests[few]} vs {cost.requests[many]} requests, "
+              f"CPU {span(cost.keys[few])} vs {span(cost.keys[many])} ms")
+    target = Target(name, figure, per <= TARGET_CPU_PER_REQUEST_MS)
+    if not target.met:
+        target.why = ("each request goes through requests' Session.request (hooks, "
+                      "cookie and header merging, adapter, urllib3 pool checkout and response "
+                      "wrapping), the agent's cache and retry loop, the key parsing and a log "
+                      "call; the per-request watchdog thread is gone.")
+        target.note = f"bench: CPU per extra request {per:.3f} ms (target ≤ 0.5 ms)"
+    return target
+
+
+def target_fleet(results: Results) -> Target:
+    name = "fleet boot, 32 agents at once: ≥ 3× cloud-init's agents finished per second"
+    rows = {row.agents: row for row in results.fleet}
+    if 32 not in rows:
+        return Target(name, NOT_RUN, False)
+    row = rows[32]
+    figure = (f"{row.per_second:.1f} agents/s at N = 32 (p50 {ms(row.percentile(50))} ms, p99 "
+              f"{ms(row.percentile(99))} ms); cloud-init peer not run: its Python package is "
+              f"not installed here")
+    return Target(name, figure, False, unjudged=True)
+
+
+def target_network(results: Results) -> Target:
+    name = (f"network units for a 4-interface description add ≤ {TARGET_NETWORK_MS:g} ms to a "
+            f"run (import + first render, every stack)")
+    if not results.network:
+        return Target(name, NOT_RUN, False)
+    worst = max(c.added for c in results.network)
+    figure = "; ".join(f"{c.stack} {ms(c.added)} ms" for c in results.network)
+    target = Target(name, figure, worst * 1000 <= TARGET_NETWORK_MS)
+    if not target.met:
+        target.why = "see the network rendering table: the import of the stack's modules " \
+                     "dominates the first render."
+        target.note = f"bench: network rendering adds up to {ms(worst)} ms (target ≤ 5 ms)"
     return target
 
 
@@ -316,5 +402,6 @@ def short(output: str) -> str:
 
 
 def targets(results: Results) -> List[Target]:
-    return [target_ratio(results), target_http_start(results), target_drive(results),
-            target_rss(results), target_requests(results)]
+    return [target_ratio(results), target_gcp_ratio(results), target_http_start(results),
+            target_drive(results), target_rss(results), target_request_cpu(results),
+            target_fleet(results), target_network(results), target_requests(results)]

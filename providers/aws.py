@@ -80,14 +80,23 @@ class AwsProvider(Provider):
         return formats.text(self._get_all([path])[0], "GET " + DATA + path) or None
 
     def ssh_keys(self) -> List[str]:
-        index = "meta-data/public-keys"
-        listing = formats.text(self._get_all([index])[0], "GET " + DATA + index)
+        # Key 0 is asked beside the index: most instances have exactly one key, which then
+        # costs no second round trip (a 404 for it is absent, like any key the index lacks).
+        index, first_key = "meta-data/public-keys", "meta-data/public-keys/0/openssh-key"
+        listing_body, first_body = self._get_all([index, first_key])
+        listing = formats.text(listing_body, "GET " + DATA + index)
         paths = [f"{index}/{i}/openssh-key"
                  for i in formats.ec2_key_index(listing, "GET " + DATA + index)]
+        rest = [path for path in paths if path != first_key]
+        bodies = dict(zip(rest, self._get_all(rest) if rest else []))
+        bodies[first_key] = first_body
         keys: List[str] = []
-        for path, body in zip(paths, self._get_all(paths)):
-            keys.extend(formats.key_lines(formats.text(body, "GET " + DATA + path)))
+        for path in paths:
+            keys.extend(formats.key_lines(formats.text(bodies[path], "GET " + DATA + path)))
         return keys
+
+    def user_data(self) -> Optional[bytes]:
+        return self._get_all([USER_DATA_PATH])[0]
 
     # -- IMDSv2 ------------------------------------------------------------------------------
     def _get_all(self, paths: Sequence[str]) -> List[Optional[bytes]]:

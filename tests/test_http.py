@@ -910,3 +910,48 @@ def test_the_same_get_is_sent_once_per_run(server, make_client):
     assert server.paths() == ["/item", "/gone", "/item"]
     with pytest.raises(FetchError):
         client.get(server.url("/gone"))  # required this time: its own request, its own error
+
+
+# --- the deadline watchdog costs no thread per request --------------------------------------
+
+
+def test_many_requests_start_no_thread_per_request(server, make_client, monkeypatch):
+    # The deadline is watched by one thread per run, not a timer thread per exchange: threads
+    # started by anyone but the test server (it starts one per connection) are counted.
+    server.route("/item", reply(200, b"v"))
+    started = []
+    real_start = threading.Thread.start
+
+    def counting_start(thread):
+        if threading.current_thread() is not server.thread:
+            started.append(thread.name)
+        return real_start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", counting_start)
+    client = make_client(max_workers=4)
+    for i in range(50):
+        assert client.get(server.url(f"/item?n={i}")) == b"v"
+    assert client.get_many([server.url(f"/item?m={i}") for i in range(50)]) == [b"v"] * 50
+    assert len(server.seen) == 100
+    # one watchdog and at most max_workers pool threads, whatever the number of requests
+    assert len(started) <= 1 + 4, started
+
+
+# --- the fake server takes a burst of connections -------------------------------------------
+
+
+def test_the_fake_server_listens_with_a_backlog_for_a_fleet(fake_server):
+    # With socketserver's default backlog of 5, a burst of concurrent connects (several
+    # agents, a dozen connections each) overflows the accept queue, and each dropped SYN
+    # waits 1 s for its retry: client concurrency figures would measure that instead.
+    import shutil
+    import subprocess
+
+    if shutil.which("ss") is None:
+        pytest.skip("no ss(8) to read the listen backlog")
+    server = fake_server("ec2")
+    out = subprocess.run(["ss", "-ltnH", f"sport = :{server.port}"], capture_output=True,
+                         text=True, check=True).stdout.split()
+    # State Recv-Q Send-Q Local Peer: for a listening socket Send-Q is its backlog
+    assert out[0] == "LISTEN", out
+    assert int(out[2]) >= 64

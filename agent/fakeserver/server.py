@@ -357,6 +357,10 @@ def serve_stdio(dispatcher: Dispatcher, rfile=None, wfile=None) -> None:
 
 class _LoopbackHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's listen backlog of 5 drops the SYNs of a burst (several agents booting at
+    # once, each with a dozen connections): a dropped SYN is retried only after 1 s, so tests
+    # and benchmarks would measure that stall instead of the agent.
+    request_queue_size = 128
     block_on_close = False  # stop() must not wait out a handler sleeping in a delay fault
 
     def handle_error(self, request, client_address):

@@ -279,7 +279,34 @@ def test_ssh_keys_in_index_order(fake_server):
 @pytest.mark.parametrize("fault", [Fault(META + "public-keys", "status", 404),
                                    Fault(META + "public-keys", "empty")])
 def test_no_key_index_is_zero_keys(fake_server, fault):
-    assert provider(server_for(fake_server, faults=[fault])).ssh_keys() == []
+    server = server_for(fake_server, faults=[fault])
+    assert provider(server).ssh_keys() == []
+    # key 0 is asked beside the index, not after it: it is requested (then ignored) even
+    # when the index turns out to list no key
+    assert sorted(r["path"] for r in of(server, "GET")) == [
+        META + "public-keys", META + "public-keys/0/openssh-key"]
+
+
+def test_the_default_concurrency_covers_the_widest_fan_out(fake_server):
+    # a run with every output asks the attribute GETs and the key index with key 0 at once:
+    # none of them should wait for a free worker
+    from cl_metadata.context import DEFAULT_CONCURRENCY
+
+    assert DEFAULT_CONCURRENCY >= len(ATTRIBUTE_PATHS) + 2
+
+
+def test_one_key_costs_one_round_trip(fake_server):
+    # the common instance: one key, fetched in the same get_many as the index, once
+    one_key = dataclasses.replace(INSTANCE, ssh_keys=SAMPLE.ssh_keys[:1])
+    server = server_for(fake_server, instance=one_key)
+    aws = provider(server)
+    rounds = []
+    real_get_many = aws.context.http.get_many
+    aws.context.http.get_many = lambda items: rounds.append(len(items)) or real_get_many(items)
+    assert aws.ssh_keys() == [ALICE]
+    assert rounds == [2]
+    assert sorted(r["path"] for r in of(server, "GET")) == [
+        META + "public-keys", META + "public-keys/0/openssh-key"]
 
 
 @pytest.mark.parametrize("kind, arg", [("status", 404), ("empty", None)])
