@@ -85,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "attributes file, SSH keys, hostname and network configuration.",
         epilog="commands:\n"
                "  providers [--json]  list the platform ids, their sources and features\n"
+               "  query [--json]      print what the platform says, writing nothing\n"
                "  help                this help\n\n"
                + EXIT_STATUS_HELP + "\n\n"
                "environment: CL_METADATA_ENDPOINT, CL_METADATA_CONFIG_DRIVE, CL_METADATA_CMDLINE,\n"
@@ -127,6 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="write a netplan document to DIR")
     parser.add_argument("--networkmanager-profiles", metavar="DIR", action=_Once,
                         help="write NetworkManager keyfiles to DIR")
+    parser.add_argument("--instance-data", metavar="FILE", action=_Once,
+                        help="write everything the platform says as one JSON document "
+                             "(no keys, no user-data; see 'query'); fetches every part")
+    parser.add_argument("--user-data", metavar="FILE", action=_Once,
+                        help="write the user-data the platform holds to FILE (mode 0600, gzip "
+                             "inflated); none: FILE is removed")
     parser.add_argument("--check-in", action="store_true",
                         help="report a successful boot to the platform, where it wants that")
     parser.add_argument("--local-only", action="store_true",
@@ -211,6 +218,38 @@ def build_providers_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def build_rd_network_kargs_parser() -> argparse.ArgumentParser:
+    """``rd-network-kargs`` (Afterburn's ``exp rd-network-kargs``): dracut network arguments."""
+    from cl_metadata.network import kargs
+
+    parser = _Parser(prog="cl-metadata rd-network-kargs", formatter_class=_HelpFormatter,
+                     description="Write dracut network kernel arguments (ip=, ifname=, bond=,\n"
+                                 "vlan=, bridge=, rd.route=, nameserver=) for the interfaces the\n"
+                                 "platform describes, for the initrd; nothing when the kernel\n"
+                                 "command line has ip= already. Reads only sources on this\n"
+                                 "machine (config drives, guestinfo). Writes\n"
+                                 f"  {kargs.KARGS_PATH}\n"
+                                 "unless --kargs-file names another file.",
+                     epilog=EXIT_STATUS_HELP)
+    parser.add_argument("--provider", metavar="ID", action=_Once,
+                        help="the platform id, or 'auto'")
+    parser.add_argument("--cmdline", action="store_true",
+                        help="read the platform id from the kernel command line; --provider "
+                             "then only serves as the fallback")
+    parser.add_argument("--settings", metavar="FILE", action=_Once,
+                        help="the image's settings file: its provider is the last fallback")
+    parser.add_argument("--default-value", metavar="ARGS", action=_Once,
+                        help="the arguments written when the platform describes no "
+                             "interfaces (default: none, nothing written)")
+    parser.add_argument("--kargs-file", metavar="FILE", action=_Once, default=kargs.KARGS_PATH,
+                        help="where to write them (default: the file above)")
+    parser.add_argument("--timeout", metavar="SECONDS", action=_Once, type=float, default=None,
+                        help=f"deadline for the whole run (default ${TIMEOUT_ENV} or 60)")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="also log the steps (never values)")
+    return parser
+
+
 def list_providers(out=None, as_json: bool = False) -> int:
     from cl_metadata import registry
 
@@ -244,11 +283,30 @@ def main(argv: Optional[Sequence[str]] = None, environ: Mapping[str, str] = os.e
     try:
         if argv[:1] == ["providers"]:
             return list_providers(as_json=build_providers_parser().parse_args(argv[1:]).json)
+        if argv[:1] == ["query"]:
+            from cl_metadata import query
+
+            return query.main(argv[1:], environ)
+        if argv[:1] == ["rd-network-kargs"] or argv[:2] == ["exp", "rd-network-kargs"]:
+            from cl_metadata.network import kargs  # Afterburn spells it "exp rd-network-kargs"
+
+            args = build_rd_network_kargs_parser().parse_args(
+                normalize_argv(argv[argv.index("rd-network-kargs") + 1:]))
+            if args.verbose:
+                agent_log.setup(args.verbose)
+            return kargs.run(args, environ)
         if argv[:1] == ["help"]:  # the same as --help; "help providers" for the subcommand
             if argv[1:] == ["providers"]:
                 build_providers_parser().print_help()
+            elif argv[1:] == ["rd-network-kargs"]:
+                build_rd_network_kargs_parser().print_help()
+            elif argv[1:] == ["query"]:
+                from cl_metadata import query
+
+                query.build_parser().print_help()
             elif argv[1:]:
-                raise UsageError(f"help: no such command {argv[1]!r} (commands: providers, help)")
+                raise UsageError(f"help: no such command {argv[1]!r} "
+                                 "(commands: providers, query, rd-network-kargs, help)")
             else:
                 build_parser().print_help()
             return EXIT_OK
@@ -267,17 +325,13 @@ def main(argv: Optional[Sequence[str]] = None, environ: Mapping[str, str] = os.e
         return EXIT_FAILURE
 
 
-def _run(args, environ: Mapping[str, str]) -> int:
-    from cl_metadata import cmdline, pipeline, registry, settings as image_settings
-    from cl_metadata.outputs import flavors
-    from cl_metadata.context import Context
-    from cl_metadata.sources.deadline import Deadline
+def resolve_platform(args, environ: Mapping[str, str]):
+    """The platform id a run (or ``query``) reads, the image settings and the kernel command
+    line: ``select_provider``, then ``auto`` read from DMI. The id is None when there is nothing
+    to read (no platform named, or one without a metadata service); a notice then says why.
+    Uses ``args.settings``, ``args.cmdline`` and ``args.provider``."""
+    from cl_metadata import cmdline, registry, settings as image_settings
 
-    deadline = Deadline(_timeout(args.timeout, environ))
-    if args.attributes_flavor and "attributes_prefix" in getattr(args, "_given_once", ()):
-        raise UsageError("--attributes-flavor sets the prefix; give one of it and "
-                         "--attributes-prefix, not both")
-    flavor = flavors.get(args.attributes_flavor or "coreos")
     settings = image_settings.load(args.settings) if args.settings else image_settings.Settings()
     kernel = None
     if args.cmdline:
@@ -295,14 +349,31 @@ def _run(args, environ: Mapping[str, str]) -> int:
         if provider_id is None:
             agent_log.notice("no platform: the firmware's DMI strings name none this agent "
                              "knows; nothing to do")
-            return EXIT_OK
+            return None, settings, kernel
     if provider_id is None:
         agent_log.notice("no platform: neither the kernel command line, --provider nor the "
                          "settings file %s names one; nothing to do", args.settings)
-        return EXIT_OK
+        return None, settings, kernel
     if registry.has_no_metadata(provider_id):
         agent_log.notice("%s: this platform has no metadata service; nothing to do",
                          provider_id)
+        return None, settings, kernel
+    return provider_id, settings, kernel
+
+
+def _run(args, environ: Mapping[str, str]) -> int:
+    from cl_metadata import pipeline
+    from cl_metadata.outputs import flavors
+    from cl_metadata.context import Context
+    from cl_metadata.sources.deadline import Deadline
+
+    deadline = Deadline(_timeout(args.timeout, environ))
+    if args.attributes_flavor and "attributes_prefix" in getattr(args, "_given_once", ()):
+        raise UsageError("--attributes-flavor sets the prefix; give one of it and "
+                         "--attributes-prefix, not both")
+    flavor = flavors.get(args.attributes_flavor or "coreos")
+    provider_id, settings, kernel = resolve_platform(args, environ)
+    if provider_id is None:  # nothing to do; a notice said why
         return EXIT_OK
     provider_id = flavor.ids.get(provider_id, provider_id)
     ssh_users = list(args.ssh_keys)
@@ -317,7 +388,8 @@ def _run(args, environ: Mapping[str, str]) -> int:
                        hostname_path=args.hostname, network_units_dir=args.network_units,
                        netplan_dir=args.netplan_config,
                        networkmanager_dir=args.networkmanager_profiles,
-                       check_in=args.check_in, prefix=prefix)
+                       check_in=args.check_in, prefix=prefix,
+                       instance_data_path=args.instance_data, user_data_path=args.user_data)
     if args.local_only and args.check_in:
         raise UsageError("--check-in talks to the platform over the network; "
                          "--local-only never does")

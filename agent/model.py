@@ -18,9 +18,11 @@ class Needs(NamedTuple):
     hostname: bool = False
     network: bool = False
     check_in: bool = False
+    user_data: bool = False
 
     def any(self) -> bool:
-        return self.attributes or self.ssh_keys or self.hostname or self.network or self.check_in
+        return (self.attributes or self.ssh_keys or self.hostname or self.network
+                or self.check_in or self.user_data)
 
 
 class Route(NamedTuple):
@@ -120,3 +122,4 @@ class Metadata(NamedTuple):
     interfaces: Tuple[NetworkInterface, ...] = ()
     netdevs: Tuple[VirtualNetDev, ...] = ()
     can_check_in: bool = False
+    user_data: Optional[bytes] = None  # as the provider gave it (gzip not yet inflated)

@@ -3,20 +3,22 @@
 Nothing is written until everything was fetched and validated, so bad metadata leaves every
 existing output exactly as it was (every network stack asked for is rendered before any file
 is written). Writes happen in Container Linux's order: attributes, SSH keys, hostname, network
-units, then the netplan document and NetworkManager profiles; the check-in comes last.
+units, then the netplan document and NetworkManager profiles, then the user-data file; the
+check-in comes last.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Callable, Dict, List, NamedTuple, Optional, Tuple
+from typing import Callable, Collection, Dict, List, NamedTuple, Optional, Tuple
 
 from cl_metadata import log as agent_log
 from cl_metadata import registry
 from cl_metadata.context import Context
 from cl_metadata.errors import MetadataError, NoMetadataHere
 from cl_metadata.model import Metadata, Needs
-from cl_metadata.providers.base import CHECK_IN, NETWORK_UNITS, Provider
+from cl_metadata.providers.base import (ATTRIBUTES, CHECK_IN, FEATURES, HOSTNAME,
+                                        NETWORK_UNITS, SSH_KEYS, USER_DATA, Provider)
 
 log = logging.getLogger("cl_metadata")
 
@@ -35,6 +37,8 @@ class Job(NamedTuple):
     prefix: str = "COREOS"
     netplan_dir: Optional[str] = None
     networkmanager_dir: Optional[str] = None
+    instance_data_path: Optional[str] = None
+    user_data_path: Optional[str] = None
 
     def network_outputs(self) -> Dict[str, str]:
         """Writer module name → directory, for each network stack asked for."""
@@ -42,20 +46,28 @@ class Job(NamedTuple):
                 "networkmanager": self.networkmanager_dir}
         return {writer: directory for writer, directory in dirs.items() if directory is not None}
 
-    def needs(self) -> Needs:
-        return Needs(attributes=self.attributes_path is not None, ssh_keys=bool(self.ssh_users),
-                     hostname=self.hostname_path is not None,
-                     network=bool(self.network_outputs()), check_in=self.check_in)
+    def needs(self, features: Collection[str] = FEATURES) -> Needs:
+        """The parts to fetch; ``features`` are the platform's: the instance-data document
+        holds every part the platform has, and only those are fetched for it."""
+        def wanted(asked: bool, feature: str) -> bool:
+            return asked or (self.instance_data_path is not None and feature in features)
+
+        return Needs(attributes=wanted(self.attributes_path is not None, ATTRIBUTES),
+                     ssh_keys=wanted(bool(self.ssh_users), SSH_KEYS),
+                     hostname=wanted(self.hostname_path is not None, HOSTNAME),
+                     network=wanted(bool(self.network_outputs()), NETWORK_UNITS),
+                     check_in=self.check_in,
+                     user_data=wanted(self.user_data_path is not None, USER_DATA))
 
 
 def run(job: Job, context: Context) -> None:
-    needs = job.needs()
     entry = registry.get(job.provider_id)
+    needs = job.needs(entry.provider.features)
     provider_id = entry.id
     if not needs.any():
         log.warning("%s: no output requested (--attributes, --ssh-keys, --hostname, "
                     "--network-units, --netplan-config, --networkmanager-profiles, "
-                    "--check-in); nothing to do", provider_id)
+                    "--instance-data, --user-data, --check-in); nothing to do", provider_id)
         return
     users = []
     if job.ssh_users:  # refuse an unusable user before the platform is even asked
@@ -63,15 +75,26 @@ def run(job: Job, context: Context) -> None:
         users = [sshkeys.lookup_user(name) for name in job.ssh_users]
     from cl_metadata.outputs import fsutil
     # so is an output path that cannot be written (a symlink, no such directory, not writable)
-    fsutil.check_outputs(files=(job.attributes_path, job.hostname_path),
+    fsutil.check_outputs(files=(job.attributes_path, job.hostname_path, job.instance_data_path,
+                                job.user_data_path),
                          directories=tuple(job.network_outputs().values()))
 
     agent_log.status(f"reading {provider_id} metadata")
     try:
         with entry.provider(context) as provider:
             metadata = fetch(provider, needs)
-            hostname, keys, units = _validate(metadata, needs, job)
+            hostname, keys, units = validate(metadata, needs, job)
+            user_data = _user_data(provider, metadata, job)  # inflated before any write
+            document = None
+            if job.instance_data_path is not None:  # built, and so checked, before any write
+                document = instance_data(provider, metadata, hostname, keys,
+                                         warn=job.attributes_path is None)
             _write(job, provider, metadata, hostname, keys, units, users)
+            if document is not None:
+                from cl_metadata.outputs import instancedata
+                instancedata.write(job.instance_data_path, document)
+            if job.user_data_path is not None:
+                _write_user_data(job.user_data_path, provider, user_data)
             if needs.check_in:
                 _check_in(provider)
     except NoMetadataHere as err:  # nothing written, and no key fragment removed
@@ -96,6 +119,8 @@ def fetch(provider: Provider, needs: Needs) -> Metadata:
         calls["hostname"] = provider.hostname
     if needs.network and NETWORK_UNITS in provider.features:
         calls["network"] = provider.network
+    if needs.user_data and USER_DATA in provider.features:
+        calls["user_data"] = provider.user_data
     log.debug("%s: fetching %s", provider.id, ", ".join(calls).replace("_", " ") or "nothing")
     results = _call_all(calls)
     interfaces, netdevs = results.get("network", ((), ()))
@@ -103,7 +128,8 @@ def fetch(provider: Provider, needs: Needs) -> Metadata:
                     ssh_keys=tuple(results.get("ssh_keys", ())),
                     hostname=results.get("hostname"),
                     interfaces=tuple(interfaces), netdevs=tuple(netdevs),
-                    can_check_in=CHECK_IN in provider.features)
+                    can_check_in=CHECK_IN in provider.features,
+                    user_data=results.get("user_data"))
 
 
 def _call_all(calls: Dict[str, Callable[[], object]]) -> Dict[str, object]:
@@ -130,7 +156,9 @@ def _call_all(calls: Dict[str, Callable[[], object]]) -> Dict[str, object]:
         pool.shutdown(wait=False)  # on an error the others need not be waited for
 
 
-def _validate(metadata: Metadata, needs: Needs, job: Job):
+def validate(metadata: Metadata, needs: Needs, job: Job):
+    """The host name normalised, the valid SSH keys (warnings logged for the others) and, for
+    each network writer ``job`` asks for, its files; raises ``InvalidMetadata``."""
     hostname = None
     if metadata.hostname:
         from cl_metadata.outputs import hostname as hostnames
@@ -149,6 +177,19 @@ def _validate(metadata: Metadata, needs: Needs, job: Job):
             module = importlib.import_module(f"cl_metadata.network.{writer}")
             units[writer] = module.render(metadata.interfaces, metadata.netdevs)
     return hostname, keys, units
+
+
+def instance_data(provider: Provider, metadata: Metadata, hostname, keys, *,
+                  warn: bool = True) -> dict:
+    """The instance-data document of what ``fetch`` and ``validate`` gave (every part
+    fetched); raises ``InvalidMetadata`` for a network description no writer would accept."""
+    from cl_metadata.outputs import instancedata
+
+    user_data = None  # the platform has no user-data at all
+    if USER_DATA in provider.features:
+        user_data = bool(metadata.user_data)  # empty counts as none, as for --user-data
+    return instancedata.document(provider, metadata, hostname, keys, user_data=user_data,
+                                 warn=warn)
 
 
 def _write(job: Job, provider: Provider, metadata: Metadata, hostname, keys, units,
@@ -177,6 +218,26 @@ def _write(job: Job, provider: Provider, metadata: Metadata, hostname, keys, uni
         else:
             log.info("%s: the platform describes no network interfaces; nothing written to %s",
                      provider.id, directory)
+
+
+def _user_data(provider: Provider, metadata: Metadata, job: Job) -> Optional[bytes]:
+    """The user-data file's content (gzip inflated), None when there is none to write."""
+    if job.user_data_path is None or USER_DATA not in provider.features:
+        return None
+    from cl_metadata.outputs import userdata
+
+    return userdata.prepare(metadata.user_data, provider.user_data_source or provider.id)
+
+
+def _write_user_data(path: str, provider: Provider, data: Optional[bytes]) -> None:
+    from cl_metadata.outputs import userdata
+
+    if USER_DATA not in provider.features:  # no such thing here: whatever is there is not ours
+        log.info("%s: this platform has no user-data; nothing written to %s", provider.id, path)
+    elif data is None:  # the platform holds none: a file from an earlier boot goes
+        userdata.remove_stale(path, provider.id)
+    else:
+        userdata.write(path, data)
 
 
 def _check_in(provider: Provider) -> None:

@@ -22,7 +22,8 @@ from typing import Any, Dict, List, Optional
 
 from cl_metadata.parsing import formats
 from cl_metadata.errors import InvalidMetadata
-from cl_metadata.providers.base import ATTRIBUTES, SSH_KEYS, Provider
+from cl_metadata.parsing.encodings import strict_base64
+from cl_metadata.providers.base import ATTRIBUTES, SSH_KEYS, USER_DATA, Provider
 
 BASE = "http://169.254.169.254/v1/"
 TOKEN_URL = BASE + "token"
@@ -32,11 +33,16 @@ INSTANCE_FIELDS = {"ID": "id", "HOST_UUID": "host_uuid", "LABEL": "label", "REGI
                    "TYPE": "type"}
 
 
+USER_DATA_URL = BASE + "user-data"  # base64 of the user's bytes; 404 = none
+
+
 class AkamaiProvider(Provider):
     id = "akamai"
     description = "Akamai Connected Cloud (Linode) metadata service"
     source = "http"
-    features = frozenset({ATTRIBUTES, SSH_KEYS})
+    features = frozenset({ATTRIBUTES, SSH_KEYS, USER_DATA})
+    user_data_source = "GET " + USER_DATA_URL
+    user_data_encoding = "base64"
 
     def _get_many(self, urls: List[str]) -> List[Optional[Dict[str, Any]]]:
         token = self.once("token", self._put_token)
@@ -64,6 +70,12 @@ class AkamaiProvider(Provider):
     def ssh_keys(self) -> List[str]:
         document = self._get_many([SSH_KEYS_DOC])[0]
         return parse_ssh_keys(document) if document is not None else []
+
+    def user_data(self) -> Optional[bytes]:
+        token = self.once("token", self._put_token)
+        body = self.context.http.get(USER_DATA_URL, optional=True,
+                                     headers={"Metadata-Token": token, "Accept": "*/*"})
+        return None if body is None else strict_base64(body, "GET " + USER_DATA_URL)
 
 
 def parse_instance(document: Dict[str, Any]) -> Dict[str, str]:

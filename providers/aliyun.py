@@ -18,7 +18,7 @@ from typing import Dict, List, Optional
 
 from cl_metadata.parsing import formats
 from cl_metadata.errors import InvalidMetadata
-from cl_metadata.providers.base import ATTRIBUTES, HOSTNAME, SSH_KEYS, Provider
+from cl_metadata.providers.base import ATTRIBUTES, HOSTNAME, SSH_KEYS, USER_DATA, Provider
 
 BASE = "http://100.100.100.200/latest/meta-data/"
 KEY_INDEX = "public-keys/"
@@ -38,11 +38,15 @@ ATTRIBUTE_PATHS = {
 }
 
 
+USER_DATA_URL = "http://100.100.100.200/latest/user-data"  # raw; 404 = none
+
+
 class AliyunProvider(Provider):
     id = "aliyun"
     description = "Alibaba Cloud ECS metadata service"
     source = "http"
-    features = frozenset({ATTRIBUTES, SSH_KEYS, HOSTNAME})
+    features = frozenset({ATTRIBUTES, SSH_KEYS, HOSTNAME, USER_DATA})
+    user_data_source = "GET " + USER_DATA_URL
 
     def attributes(self) -> Dict[str, str]:
         return formats.text_attributes(self.context.http, BASE, ATTRIBUTE_PATHS,
@@ -62,6 +66,9 @@ class AliyunProvider(Provider):
     def _items(self, paths: List[str], optional: bool = True) -> Dict[str, Optional[str]]:
         return formats.text_items(self.context.http, BASE, paths, optional=optional,
                                   empty_is_absent=True)
+
+    def user_data(self) -> Optional[bytes]:
+        return self.context.http.get(USER_DATA_URL, optional=True)
 
 
 def parse_key_ids(listing: Optional[str]) -> List[str]:

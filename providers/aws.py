@@ -24,7 +24,7 @@ from typing import Dict, List, Optional, Sequence
 
 from cl_metadata.parsing import formats
 from cl_metadata.errors import FetchError, InvalidMetadata, MetadataError
-from cl_metadata.providers.base import ATTRIBUTES, HOSTNAME, SSH_KEYS, Provider
+from cl_metadata.providers.base import ATTRIBUTES, HOSTNAME, SSH_KEYS, USER_DATA, Provider
 
 log = logging.getLogger("cl_metadata")
 
@@ -34,6 +34,7 @@ TTL_HEADER = "X-aws-ec2-metadata-token-ttl-seconds"
 TOKEN_HEADER = "X-aws-ec2-metadata-token"
 TOKEN_TTL = "300"  # seconds; a run is bounded by a much shorter deadline
 IDENTITY_DOCUMENT = "dynamic/instance-identity/document"
+USER_DATA_PATH = "user-data"  # raw bytes; 404 = none
 _TOKEN = re.compile(r"[\x21-\x7e]{1,4096}")  # visible ASCII: it goes into a header
 _UNSET = object()
 
@@ -54,7 +55,8 @@ class AwsProvider(Provider):
     id = "aws"
     description = "Amazon EC2 instance metadata service (IMDSv2)"
     source = "http"
-    features = frozenset({ATTRIBUTES, SSH_KEYS, HOSTNAME})
+    features = frozenset({ATTRIBUTES, SSH_KEYS, HOSTNAME, USER_DATA})
+    user_data_source = "GET " + DATA + USER_DATA_PATH
     STEM = "AWS"
 
     def __init__(self, context):

@@ -27,20 +27,27 @@ from typing import Dict, List, Optional
 from cl_metadata.parsing import formats
 from cl_metadata.errors import InvalidMetadata
 from cl_metadata.providers import azure_wireserver as fabric
-from cl_metadata.providers.base import ATTRIBUTES, CHECK_IN, HOSTNAME, SSH_KEYS, Provider
+from cl_metadata.parsing.encodings import strict_base64
+from cl_metadata.providers.base import (ATTRIBUTES, CHECK_IN, HOSTNAME, SSH_KEYS, USER_DATA,
+                                        Provider)
 
 COMPUTE = "http://169.254.169.254/metadata/instance/compute/"
 IMDS_HEADERS = {"Metadata": "true"}
 VM_SIZE = COMPUTE + "vmSize?api-version=2017-08-01&format=text"
 NAME = COMPUTE + "name?api-version=2017-08-01&format=text"
 PUBLIC_KEYS = COMPUTE + "publicKeys?api-version=2021-02-01"
+# base64 text of the user's bytes; empty = none. (Ignition then tries the CustomData of the
+# provisioning DVD, a drive this provider does not read.)
+USER_DATA_URL = COMPUTE + "userData?api-version=2021-01-01&format=text"
 
 
 class AzureProvider(Provider):
     id = "azure"
     description = "Microsoft Azure (IMDS and WireServer)"
     source = "http"
-    features = frozenset({ATTRIBUTES, SSH_KEYS, HOSTNAME, CHECK_IN})
+    features = frozenset({ATTRIBUTES, SSH_KEYS, HOSTNAME, CHECK_IN, USER_DATA})
+    user_data_source = "GET " + USER_DATA_URL
+    user_data_encoding = "base64"
 
     def attributes(self) -> Dict[str, str]:
         goal_url = self._wireserver() + fabric.GOAL_STATE
@@ -67,6 +74,10 @@ class AzureProvider(Provider):
     def ssh_keys(self) -> List[str]:
         (body,) = self._checked([(PUBLIC_KEYS, IMDS_HEADERS)])
         return parse_public_keys(body, "GET " + PUBLIC_KEYS)
+
+    def user_data(self) -> Optional[bytes]:
+        (body,) = self._checked([(USER_DATA_URL, IMDS_HEADERS)])
+        return strict_base64(body, "GET " + USER_DATA_URL) if body.strip() else None
 
     def check_in(self) -> None:
         goal_url = self._wireserver() + fabric.GOAL_STATE

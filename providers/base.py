@@ -40,6 +40,10 @@ class Provider:
     # Attribute names also written without the COREOS_/AFTERBURN_ prefix, for consumers that
     # read them so (ct's cloudstack-configdrive hostname).
     unprefixed_attributes: ClassVar[Tuple[str, ...]] = ()
+    # With USER_DATA: where the platform keeps the user-data (a URL or file, named in errors
+    # and in the README's table) and its transport encoding ("raw", "base64", …).
+    user_data_source: ClassVar[str] = ""
+    user_data_encoding: ClassVar[str] = "raw"
 
     def __init__(self, context: Context):
         self.context = context

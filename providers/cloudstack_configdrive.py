@@ -29,13 +29,14 @@ ct's dynamic data turns ``{HOSTNAME}`` for this platform into the *unprefixed*
 from __future__ import annotations
 
 import os
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 from cl_metadata.parsing import formats
 
 from cl_metadata.sources import openstack_drive
 from cl_metadata.errors import ConfigDriveError
-from cl_metadata.providers.base import ATTRIBUTES, NETWORK_UNITS, SSH_KEYS, Provider
+from cl_metadata.providers.base import ATTRIBUTES, NETWORK_UNITS, SSH_KEYS, USER_DATA, Provider
+from cl_metadata.sources.user_data import DriveUserData
 
 LABELS = ("config-2", "CONFIG-2")
 PREMOUNTED = "/media/ConfigDrive"
@@ -52,13 +53,15 @@ ATTRIBUTE_FILES = {
     "CLOUDSTACK_VM_ID": METADATA_DIR + "/vm_id.txt",
 }
 PUBLIC_KEYS = METADATA_DIR + "/public_keys.txt"
+USER_DATA_FILE = "cloudstack/userdata/user_data.txt"  # raw; absent = none (Ignition's file)
 
 
 class CloudStackConfigDriveProvider(Provider):
     id = "cloudstack-configdrive"
     description = "CloudStack config drive (or /media/ConfigDrive)"
     source = "config drive"
-    features = frozenset({ATTRIBUTES, SSH_KEYS, NETWORK_UNITS})
+    features = frozenset({ATTRIBUTES, SSH_KEYS, NETWORK_UNITS, USER_DATA})
+    user_data_source = USER_DATA_FILE + " on the config drive"
     unprefixed_attributes = ("CLOUDSTACK_LOCAL_HOSTNAME",)
 
     def __init__(self, context):
@@ -72,6 +75,7 @@ class CloudStackConfigDriveProvider(Provider):
             self.files = {path: drive.read(path, optional=True)
                           for path in (*ATTRIBUTE_FILES.values(), PUBLIC_KEYS,
                                        openstack_drive.NETWORK_DATA)}
+            self.user_data_file = DriveUserData(drive, [USER_DATA_FILE])
 
     def attributes(self) -> Dict[str, str]:
         attributes = {}
@@ -87,3 +91,6 @@ class CloudStackConfigDriveProvider(Provider):
     def network(self):
         return openstack_drive.parse_network_data(self.files[openstack_drive.NETWORK_DATA],
                                                   priority=UNIT_PRIORITY)
+
+    def user_data(self) -> Optional[bytes]:
+        return self.user_data_file.get()

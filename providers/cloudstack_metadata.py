@@ -12,13 +12,13 @@ No hostname output, deliberately (upstream returns none although ``local-hostnam
 from __future__ import annotations
 
 import logging
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 from cl_metadata.sources import dhcp
 
 from cl_metadata.parsing import formats
 from cl_metadata.errors import MetadataError
-from cl_metadata.providers.base import ATTRIBUTES, SSH_KEYS, Provider
+from cl_metadata.providers.base import ATTRIBUTES, SSH_KEYS, USER_DATA, Provider
 
 ATTRIBUTE_PATHS = {
     "CLOUDSTACK_INSTANCE_ID": "instance-id",
@@ -37,11 +37,15 @@ KEYS_PATH = "public-keys"
 log = logging.getLogger("cl_metadata")
 
 
+USER_DATA_PATH = "/latest/user-data"  # on the same server; raw, 404 = none
+
+
 class CloudStackMetadataProvider(Provider):
     id = "cloudstack-metadata"
     description = "Apache CloudStack metadata service (server from the DHCP lease)"
     source = "http"
-    features = frozenset({ATTRIBUTES, SSH_KEYS})
+    features = frozenset({ATTRIBUTES, SSH_KEYS, USER_DATA})
+    user_data_source = "GET http://<DHCP server>" + USER_DATA_PATH
 
     def attributes(self) -> Dict[str, str]:
         return formats.text_attributes(self.context.http, self._base(), ATTRIBUTE_PATHS)
@@ -64,3 +68,7 @@ class CloudStackMetadataProvider(Provider):
         log.info("cloudstack-metadata: metadata server %s, the DHCP server of %s",
                  found.value, found.source)
         return found.value
+
+    def user_data(self) -> Optional[bytes]:
+        url = "http://" + self.once("server", self._find_server) + USER_DATA_PATH
+        return self.context.http.get(url, optional=True)

@@ -24,7 +24,8 @@ from cl_metadata.parsing import formats
 from cl_metadata.errors import InvalidMetadata
 from cl_metadata.model import NetworkInterface, Route, VirtualNetDev
 from cl_metadata.network.networkd import netmask_prefix, parse_ip
-from cl_metadata.providers.base import ATTRIBUTES, HOSTNAME, NETWORK_UNITS, SSH_KEYS, Provider
+from cl_metadata.providers.base import (ATTRIBUTES, HOSTNAME, NETWORK_UNITS, SSH_KEYS, USER_DATA,
+                                        Provider)
 
 BASE = "http://169.254.169.254"
 DOCUMENT = BASE + "/metadata/v1.json"
@@ -39,11 +40,15 @@ ADDRESS_BLOCKS = {
 DEFAULT_ROUTES = {4: "0.0.0.0/0", 6: "::/0"}
 
 
+USER_DATA_URL = BASE + "/metadata/v1/user-data"  # raw; 404 = none
+
+
 class DigitalOceanProvider(Provider):
     id = "digitalocean"
     description = "DigitalOcean droplet metadata (v1.json)"
     source = "http"
-    features = frozenset({ATTRIBUTES, SSH_KEYS, HOSTNAME, NETWORK_UNITS})
+    features = frozenset({ATTRIBUTES, SSH_KEYS, HOSTNAME, NETWORK_UNITS, USER_DATA})
+    user_data_source = "GET " + USER_DATA_URL
 
     def _document(self) -> Dict[str, Any]:
         return formats.json_object(self.context.http.get(DOCUMENT), SOURCE)
@@ -59,6 +64,9 @@ class DigitalOceanProvider(Provider):
 
     def network(self) -> Tuple[List[NetworkInterface], List[VirtualNetDev]]:
         return parse_network(self._document()), []
+
+    def user_data(self) -> Optional[bytes]:
+        return self.context.http.get(USER_DATA_URL, optional=True)
 
 
 def _objects(value: Any, field: str) -> List[Dict[str, Any]]:

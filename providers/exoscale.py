@@ -9,7 +9,9 @@ included) fails the run. An empty value is written as ``NAME=``. The hostname is
 
 from __future__ import annotations
 
-from cl_metadata.providers.base import ATTRIBUTES, HOSTNAME, SSH_KEYS, TextTreeProvider
+from typing import Optional
+
+from cl_metadata.providers.base import ATTRIBUTES, HOSTNAME, SSH_KEYS, USER_DATA, TextTreeProvider
 
 META_DATA = "http://169.254.169.254/1.0/meta-data/"
 
@@ -28,12 +30,19 @@ HOSTNAME_PATH = "local-hostname"
 KEYS_PATH = "public-keys"
 
 
+USER_DATA_URL = "http://169.254.169.254/1.0/user-data"  # raw; 404 = none
+
+
 class ExoscaleProvider(TextTreeProvider):
     id = "exoscale"
     description = "Exoscale metadata service"
-    features = frozenset({ATTRIBUTES, SSH_KEYS, HOSTNAME})
+    features = frozenset({ATTRIBUTES, SSH_KEYS, HOSTNAME, USER_DATA})
+    user_data_source = "GET " + USER_DATA_URL
     base = META_DATA
     attribute_paths = ATTRIBUTE_PATHS
     hostname_path = HOSTNAME_PATH
     keys_path = KEYS_PATH
     optional = False
+
+    def user_data(self) -> Optional[bytes]:
+        return self.context.http.get(USER_DATA_URL, optional=True)

@@ -30,7 +30,7 @@ from typing import Callable, Dict, List, Mapping, Optional
 from cl_metadata.parsing import documents, formats
 from cl_metadata.dropped import DroppedItems
 from cl_metadata.errors import InvalidMetadata
-from cl_metadata.providers.base import ATTRIBUTES, HOSTNAME, SSH_KEYS, Provider
+from cl_metadata.providers.base import ATTRIBUTES, HOSTNAME, SSH_KEYS, USER_DATA, Provider
 
 log = logging.getLogger("cl_metadata")
 
@@ -46,6 +46,7 @@ INSTANCE_LEGACY_KEYS = "instance/attributes/sshKeys"
 INSTANCE_KEYS = "instance/attributes/ssh-keys"
 BLOCK_PROJECT_KEYS = "instance/attributes/block-project-ssh-keys"
 PROJECT_KEYS = ("project/attributes/sshKeys", "project/attributes/ssh-keys")
+USER_DATA_PATH = "instance/attributes/user-data"  # raw; 404 = none (Ignition's source)
 TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
 _GOOGLE_SSH = re.compile(r"(?:^|\s)google-ssh(?:\s+(.*))?$")
 
@@ -58,7 +59,8 @@ class GcpProvider(Provider):
     id = "gcp"
     description = "Google Compute Engine metadata server"
     source = "http"
-    features = frozenset({ATTRIBUTES, SSH_KEYS, HOSTNAME})
+    features = frozenset({ATTRIBUTES, SSH_KEYS, HOSTNAME, USER_DATA})
+    user_data_source = "GET " + BASE + USER_DATA_PATH
     STEM = "GCP"
     clock: Callable[[], datetime.datetime] = staticmethod(_utcnow)
 
@@ -82,6 +84,11 @@ class GcpProvider(Provider):
     def ssh_keys(self) -> List[str]:
         paths = [INSTANCE_LEGACY_KEYS, INSTANCE_KEYS, BLOCK_PROJECT_KEYS, *PROJECT_KEYS]
         return parse_ssh_keys(self._values(paths), self.clock())
+
+    def user_data(self) -> Optional[bytes]:
+        # bytes as served (not _values: no stripping), the response's flavor checked too
+        return self.context.http.get(BASE + USER_DATA_PATH, optional=True, headers=FLAVOR,
+                                     expect_headers=FLAVOR)
 
 
 class GceProvider(GcpProvider):

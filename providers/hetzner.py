@@ -31,7 +31,8 @@ from cl_metadata.model import NetworkInterface, VirtualNetDev
 from cl_metadata.network.networkd import parse_ip
 from cl_metadata.parsing.fields import Fields
 from cl_metadata.sources.nocloud_format import load_yaml, parse_network_config
-from cl_metadata.providers.base import ATTRIBUTES, HOSTNAME, NETWORK_UNITS, SSH_KEYS, Provider
+from cl_metadata.providers.base import (ATTRIBUTES, HOSTNAME, NETWORK_UNITS, SSH_KEYS, USER_DATA,
+                                        Provider)
 
 BASE = "http://169.254.169.254/hetzner/v1/metadata"
 PRIVATE_NETWORKS = BASE + "/private-networks"
@@ -49,11 +50,15 @@ ROOT_FIELDS = {
 }
 
 
+USER_DATA_URL = "http://169.254.169.254/hetzner/v1/userdata"  # raw; 404 = none
+
+
 class HetznerProvider(Provider):
     id = "hetzner"
     description = "Hetzner Cloud metadata service"
     source = "http"
-    features = frozenset({ATTRIBUTES, SSH_KEYS, HOSTNAME, NETWORK_UNITS})
+    features = frozenset({ATTRIBUTES, SSH_KEYS, HOSTNAME, NETWORK_UNITS, USER_DATA})
+    user_data_source = "GET " + USER_DATA_URL
 
     def attributes(self) -> Dict[str, str]:
         root, networks = self.context.http.get_many([BASE, PRIVATE_NETWORKS])
@@ -81,6 +86,9 @@ class HetznerProvider(Provider):
         source = "GET " + NETWORK_CONFIG
         text = _decode(self.context.http.get(NETWORK_CONFIG), source)
         return parse_network_config(text, source, priority=NETWORK_PRIORITY)
+
+    def user_data(self) -> Optional[bytes]:
+        return self.context.http.get(USER_DATA_URL, optional=True)
 
 
 def _decode(body: bytes, source: str) -> str:

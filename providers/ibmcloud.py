@@ -5,7 +5,7 @@ docs/attributes.md).
 ``local-hostname`` → ``IBMCLOUD_LOCAL_HOSTNAME`` and the hostname. SSH keys come from
 ``vendor-data``, a MIME multipart document: the last ``text/cloud-config`` part mentioning
 ``ssh_authorized_keys`` gives them; no such part (or no vendor-data) means no keys, as in
-Afterburn since 5.4.0. ``user-data`` belongs to Ignition and is never read.
+Afterburn since 5.4.0. ``user-data`` (Ignition's) is read only for ``--user-data``, as is.
 
 Afterburn splits ``meta-data`` into ``key: value`` lines; YAML reads such lines the same way
 and keeps values as written (an id ``0717`` stays ``0717``). An absent key leaves its attribute
@@ -19,7 +19,8 @@ from typing import Any, Dict, List, Optional
 
 from cl_metadata.sources import nocloud_format as nocloud
 from cl_metadata.parsing.fields import Fields
-from cl_metadata.providers.base import ATTRIBUTES, HOSTNAME, SSH_KEYS, Provider
+from cl_metadata.providers.base import ATTRIBUTES, HOSTNAME, SSH_KEYS, USER_DATA, Provider
+from cl_metadata.sources.user_data import DriveUserData
 
 DRIVE_WAIT = 5.0  # seconds for udev to show the label; the drive is the only source
 
@@ -33,13 +34,15 @@ class IBMCloudProvider(Provider):
     id = "ibmcloud"
     description = "IBM Cloud VPC (cidata drive)"
     source = "config drive"
-    features = frozenset({ATTRIBUTES, SSH_KEYS, HOSTNAME})
+    features = frozenset({ATTRIBUTES, SSH_KEYS, HOSTNAME, USER_DATA})
+    user_data_source = nocloud.USER_DATA + " on the cidata drive"
 
     def __init__(self, context):
         super().__init__(context)
         with context.config_drive(nocloud.LABELS, wait=DRIVE_WAIT) as drive:
             self.meta_data_text = drive.read_text(nocloud.META_DATA)
             self.vendor_data = drive.read(nocloud.VENDOR_DATA, optional=True)
+            self.user_data_file = DriveUserData(drive, [nocloud.USER_DATA])
 
     def _meta_data(self) -> Dict[str, Any]:
         return self.once("meta-data", lambda: nocloud.parse_meta_data(self.meta_data_text,
@@ -57,3 +60,6 @@ class IBMCloudProvider(Provider):
 
     def ssh_keys(self) -> List[str]:
         return nocloud.vendor_data_keys(self.vendor_data, nocloud.VENDOR_DATA)
+
+    def user_data(self) -> Optional[bytes]:
+        return self.user_data_file.get()

@@ -15,12 +15,14 @@ from typing import Dict, List, Optional
 
 from cl_metadata.errors import InvalidMetadata
 from cl_metadata.sources import openstack_drive as openstack
-from cl_metadata.providers.base import ATTRIBUTES, HOSTNAME, NETWORK_UNITS, Provider
+from cl_metadata.providers.base import ATTRIBUTES, HOSTNAME, NETWORK_UNITS, USER_DATA, Provider
+from cl_metadata.sources.user_data import DriveUserData
 
 log = logging.getLogger("cl_metadata")
 
 DRIVE_WAIT = 5.0  # seconds for udev to show the label; the drive is the only source
 UNIT_PRIORITY = 10
+USER_DATA_FILE = "openstack/latest/user_data"  # raw; absent = none (Ignition's file)
 
 META_DATA_FIELDS = {
     "IBMCLOUD_CLASSIC_INSTANCE_ID": "uuid",
@@ -32,13 +34,15 @@ class IBMCloudClassicProvider(Provider):
     id = "ibmcloud-classic"
     description = "IBM Cloud Classic (vfat config-2 drive)"
     source = "config drive"
-    features = frozenset({ATTRIBUTES, HOSTNAME, NETWORK_UNITS})
+    features = frozenset({ATTRIBUTES, HOSTNAME, NETWORK_UNITS, USER_DATA})
+    user_data_source = USER_DATA_FILE + " on the config drive"
 
     def __init__(self, context):
         super().__init__(context)
         with context.config_drive(openstack.LABELS, wait=DRIVE_WAIT) as drive:
             self.meta_data_body = drive.read(openstack.META_DATA)
             self.network_data_body = drive.read(openstack.NETWORK_DATA, optional=True)
+            self.user_data_file = DriveUserData(drive, [USER_DATA_FILE])
 
     def _required(self, field: str) -> str:
         meta = self.once("meta_data", lambda: openstack.parse_meta_data(self.meta_data_body))
@@ -60,3 +64,6 @@ class IBMCloudClassicProvider(Provider):
 
     def network(self):
         return openstack.parse_network_data(self.network_data_body, priority=UNIT_PRIORITY)
+
+    def user_data(self) -> Optional[bytes]:
+        return self.user_data_file.get()

@@ -22,7 +22,9 @@ from cl_metadata.errors import ConfigDriveNotFound, InvalidMetadata, NoMetadataH
 from cl_metadata.sources import nocloud_format as nocloud
 from cl_metadata.sources import openstack_drive as openstack
 from cl_metadata.parsing.fields import Fields, first_addresses
-from cl_metadata.providers.base import ATTRIBUTES, HOSTNAME, NETWORK_UNITS, SSH_KEYS, Provider
+from cl_metadata.providers.base import (ATTRIBUTES, HOSTNAME, NETWORK_UNITS, SSH_KEYS, USER_DATA,
+                                        Provider)
+from cl_metadata.sources.user_data import DriveUserData, as_text
 
 log = logging.getLogger("cl_metadata")
 
@@ -37,13 +39,16 @@ META_DATA_FIELDS = {  # layout → attribute → meta-data field
     "cidata": {"KUBEVIRT_INSTANCE_ID": "instance-id", "KUBEVIRT_HOSTNAME": "local-hostname"},
 }
 REQUIRED = ("KUBEVIRT_INSTANCE_ID", "KUBEVIRT_HOSTNAME")
+USER_DATA_FILES = {"config-2": "openstack/latest/user_data", "cidata": nocloud.USER_DATA}  # raw
 
 
 class KubeVirtProvider(Provider):
     id = "kubevirt"
     description = "KubeVirt (config-2 drive, else cidata; none: nothing to do)"
     source = "config drive"
-    features = frozenset({ATTRIBUTES, SSH_KEYS, HOSTNAME, NETWORK_UNITS})
+    features = frozenset({ATTRIBUTES, SSH_KEYS, HOSTNAME, NETWORK_UNITS, USER_DATA})
+    user_data_source = (USER_DATA_FILES["config-2"] + " on the config-2 drive, else "
+                        + USER_DATA_FILES["cidata"] + " on the cidata drive")
 
     def __init__(self, context):
         super().__init__(context)
@@ -56,8 +61,8 @@ class KubeVirtProvider(Provider):
                 else:
                     self.layout = "cidata"
                     self.files = {path: drive.read_text(path, optional=path != nocloud.META_DATA)
-                                  for path in (nocloud.META_DATA, nocloud.USER_DATA,
-                                               nocloud.NETWORK_CONFIG)}
+                                  for path in (nocloud.META_DATA, nocloud.NETWORK_CONFIG)}
+                self.user_data_file = DriveUserData(drive, [USER_DATA_FILES[self.layout]])
         except ConfigDriveNotFound:
             raise NoMetadataHere("no config-2 or cidata drive; nothing to do") from None
 
@@ -90,7 +95,8 @@ class KubeVirtProvider(Provider):
     def ssh_keys(self) -> List[str]:
         if self.layout == "config-2":
             return openstack.meta_data_keys(self._meta_data())
-        config = nocloud.parse_cloud_config(self.files[nocloud.USER_DATA], nocloud.USER_DATA)
+        config = nocloud.parse_cloud_config(
+            as_text(self.user_data_file.get(), nocloud.USER_DATA), nocloud.USER_DATA)
         return nocloud.seed_keys(self._meta_data(), config)
 
     def network(self):
@@ -101,3 +107,6 @@ class KubeVirtProvider(Provider):
             return nocloud.parse_network_config(self.files[nocloud.NETWORK_CONFIG],
                                                 nocloud.NETWORK_CONFIG, priority=UNIT_PRIORITY)
         return self.once("network", load)
+
+    def user_data(self) -> Optional[bytes]:
+        return self.user_data_file.get()

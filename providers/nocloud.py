@@ -21,7 +21,9 @@ from typing import Any, Dict, List, Optional
 
 from cl_metadata.sources import nocloud_format as nocloud
 from cl_metadata.parsing.fields import Fields, first_addresses
-from cl_metadata.providers.base import ATTRIBUTES, HOSTNAME, NETWORK_UNITS, SSH_KEYS, Provider
+from cl_metadata.providers.base import (ATTRIBUTES, HOSTNAME, NETWORK_UNITS, SSH_KEYS, USER_DATA,
+                                        Provider)
+from cl_metadata.sources.user_data import as_text
 
 log = logging.getLogger("cl_metadata")
 
@@ -33,14 +35,15 @@ class NoCloudProvider(Provider):
     id = "nocloud"
     description = "cloud-init NoCloud seed (cidata drive)"
     source = "config drive"
-    features = frozenset({ATTRIBUTES, SSH_KEYS, HOSTNAME, NETWORK_UNITS})
+    features = frozenset({ATTRIBUTES, SSH_KEYS, HOSTNAME, NETWORK_UNITS, USER_DATA})
+    user_data_source = nocloud.USER_DATA + " on the cidata drive"
 
     def __init__(self, context):
         super().__init__(context)
         with context.config_drive(nocloud.LABELS, wait=DRIVE_WAIT) as drive:
             self.files = {
                 nocloud.META_DATA: drive.read_text(nocloud.META_DATA),
-                nocloud.USER_DATA: drive.read_text(nocloud.USER_DATA, optional=True),
+                nocloud.USER_DATA: drive.read(nocloud.USER_DATA, optional=True),  # any bytes
                 nocloud.NETWORK_CONFIG: drive.read_text(nocloud.NETWORK_CONFIG, optional=True),
             }
 
@@ -50,7 +53,8 @@ class NoCloudProvider(Provider):
 
     def _cloud_config(self) -> Optional[Dict[str, Any]]:
         return self.once("user-data", lambda: nocloud.parse_cloud_config(
-            self.files[nocloud.USER_DATA], nocloud.USER_DATA))
+            as_text(self.files[nocloud.USER_DATA], nocloud.USER_DATA),
+            nocloud.USER_DATA))
 
     def attributes(self) -> Dict[str, str]:
         instance_id = Fields(nocloud.META_DATA).string(self._meta_data().get("instance-id"),
@@ -70,3 +74,6 @@ class NoCloudProvider(Provider):
         return self.once("network", lambda: nocloud.parse_network_config(
             self.files[nocloud.NETWORK_CONFIG], nocloud.NETWORK_CONFIG,
             priority=UNIT_PRIORITY))
+
+    def user_data(self) -> Optional[bytes]:
+        return self.files[nocloud.USER_DATA]

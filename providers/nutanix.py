@@ -23,12 +23,15 @@ from typing import Dict, List, Optional
 
 from cl_metadata.sources import openstack_drive as openstack
 from cl_metadata.errors import ConfigDriveNotFound, NoMetadataHere
-from cl_metadata.providers.base import ATTRIBUTES, HOSTNAME, NETWORK_UNITS, SSH_KEYS, Provider
+from cl_metadata.providers.base import (ATTRIBUTES, HOSTNAME, NETWORK_UNITS, SSH_KEYS, USER_DATA,
+                                        Provider)
+from cl_metadata.sources.user_data import DriveUserData
 
 log = logging.getLogger("cl_metadata")
 
 DRIVE_WAIT = 5.0  # seconds for udev to show the label
 UNIT_PRIORITY = 10
+USER_DATA_FILE = "openstack/latest/user_data"  # raw; absent = none (Ignition's file)
 
 META_DATA_FIELDS = {
     "NUTANIX_INSTANCE_UUID": "uuid",
@@ -40,7 +43,8 @@ class NutanixProvider(Provider):
     id = "nutanix"
     description = "Nutanix AHV config-2 drive (none: nothing to do)"
     source = "config drive"
-    features = frozenset({ATTRIBUTES, SSH_KEYS, HOSTNAME, NETWORK_UNITS})
+    features = frozenset({ATTRIBUTES, SSH_KEYS, HOSTNAME, NETWORK_UNITS, USER_DATA})
+    user_data_source = USER_DATA_FILE + " on the config drive"
 
     def __init__(self, context):
         super().__init__(context)
@@ -50,6 +54,7 @@ class NutanixProvider(Provider):
             with context.config_drive(openstack.LABELS, wait=DRIVE_WAIT) as drive:
                 self.meta_data_body = drive.read(openstack.META_DATA)
                 self.network_data_body = drive.read(openstack.NETWORK_DATA, optional=True)
+                self.user_data_file = DriveUserData(drive, [USER_DATA_FILE])
         except ConfigDriveNotFound:
             raise NoMetadataHere("no config-2 drive; nothing to do") from None
 
@@ -69,3 +74,6 @@ class NutanixProvider(Provider):
 
     def network(self):
         return openstack.parse_network_data(self.network_data_body, priority=UNIT_PRIORITY)
+
+    def user_data(self) -> Optional[bytes]:
+        return self.user_data_file.get()

@@ -18,7 +18,9 @@ from cl_metadata.parsing import formats
 
 from cl_metadata.sources import openstack_drive
 from cl_metadata.errors import ConfigDriveError, ConfigDriveNotFound
-from cl_metadata.providers.base import ATTRIBUTES, HOSTNAME, NETWORK_UNITS, SSH_KEYS, Provider
+from cl_metadata.providers.base import (ATTRIBUTES, HOSTNAME, NETWORK_UNITS, SSH_KEYS, USER_DATA,
+                                        Provider)
+from cl_metadata.sources.user_data import DriveUserData
 from cl_metadata.providers.openstack_metadata import UNIT_PRIORITY, OpenStackMetadataProvider
 
 log = logging.getLogger("cl_metadata")
@@ -26,6 +28,7 @@ log = logging.getLogger("cl_metadata")
 LABELS = ("config-2", "CONFIG-2")
 OPENSTACK_META_DATA = "openstack/latest/meta_data.json"
 EC2_META_DATA = "ec2/latest/meta-data.json"
+USER_DATA_FILE = "openstack/latest/user_data"  # raw; absent = none (Ignition's file)
 
 EC2_FIELDS = {
     "OPENSTACK_INSTANCE_ID": "instance-id",
@@ -39,7 +42,9 @@ class OpenStackProvider(Provider):
     id = "openstack"
     description = "OpenStack config drive, else the metadata service"
     source = "config drive, else http"
-    features = frozenset({ATTRIBUTES, SSH_KEYS, HOSTNAME, NETWORK_UNITS})
+    features = frozenset({ATTRIBUTES, SSH_KEYS, HOSTNAME, NETWORK_UNITS, USER_DATA})
+    user_data_source = (USER_DATA_FILE + " on the config drive, else GET "
+                        + OpenStackMetadataProvider.user_data_source[4:])
 
     def __init__(self, context):
         super().__init__(context)
@@ -51,6 +56,7 @@ class OpenStackProvider(Provider):
                 ec2 = drive.read(EC2_META_DATA, optional=True)
                 self.ec2_meta_data = formats.json_object(ec2, EC2_META_DATA) if ec2 else {}
                 self.network_data = drive.read(openstack_drive.NETWORK_DATA, optional=True)
+                self.user_data_file = DriveUserData(drive, [USER_DATA_FILE])
         except ConfigDriveNotFound:
             log.info("openstack: no config drive; using the metadata service")
             self.service = OpenStackMetadataProvider(context)
@@ -88,3 +94,8 @@ class OpenStackProvider(Provider):
         if self.service:
             return self.service.network()
         return openstack_drive.parse_network_data(self.network_data, priority=UNIT_PRIORITY)
+
+    def user_data(self) -> Optional[bytes]:
+        if self.service:
+            return self.service.user_data()
+        return self.user_data_file.get()

@@ -18,7 +18,8 @@ from typing import Dict, List, Optional
 from cl_metadata.parsing import formats
 
 from cl_metadata.sources import openstack_drive
-from cl_metadata.providers.base import ATTRIBUTES, HOSTNAME, NETWORK_UNITS, SSH_KEYS, Provider
+from cl_metadata.providers.base import (ATTRIBUTES, HOSTNAME, NETWORK_UNITS, SSH_KEYS, USER_DATA,
+                                        Provider)
 
 BASE = "http://169.254.169.254"
 META_DATA = BASE + "/latest/meta-data/"
@@ -35,11 +36,15 @@ ATTRIBUTE_PATHS = {
 }
 
 
+USER_DATA_URL = BASE + "/openstack/latest/user_data"  # raw; 404 = none
+
+
 class OpenStackMetadataProvider(Provider):
     id = "openstack-metadata"
     description = "OpenStack metadata service (EC2-compatible tree)"
     source = "http"
-    features = frozenset({ATTRIBUTES, SSH_KEYS, HOSTNAME, NETWORK_UNITS})
+    features = frozenset({ATTRIBUTES, SSH_KEYS, HOSTNAME, NETWORK_UNITS, USER_DATA})
+    user_data_source = "GET " + USER_DATA_URL
 
     def attributes(self) -> Dict[str, str]:
         urls = [META_DATA + path for path in ATTRIBUTE_PATHS.values()]
@@ -74,6 +79,9 @@ class OpenStackMetadataProvider(Provider):
         body = self.context.http.get(NETWORK_DATA, optional=True)
         return openstack_drive.parse_network_data(body, priority=UNIT_PRIORITY,
                                                   source="GET " + NETWORK_DATA)
+
+    def user_data(self) -> Optional[bytes]:
+        return self.context.http.get(USER_DATA_URL, optional=True)
 
 
 def parse_instance_uuid(body: Optional[bytes], source: str) -> Optional[str]:

@@ -20,7 +20,8 @@ from typing import Any, Dict, List, Optional
 
 from cl_metadata.parsing import formats
 from cl_metadata.errors import InvalidMetadata
-from cl_metadata.providers.base import ATTRIBUTES, HOSTNAME, SSH_KEYS, Provider
+from cl_metadata.parsing.encodings import strict_base64
+from cl_metadata.providers.base import ATTRIBUTES, HOSTNAME, SSH_KEYS, USER_DATA, Provider
 
 INSTANCE_URL = "http://169.254.169.254/opc/v2/instance"
 HEADERS = {"Authorization": "Bearer Oracle"}
@@ -37,11 +38,16 @@ ATTRIBUTE_FIELDS = {
 }
 
 
+USER_DATA_URL = INSTANCE_URL + "/metadata/user_data"  # base64 of the user's bytes; 404 = none
+
+
 class OracleCloudProvider(Provider):
     id = "oraclecloud"
     description = "Oracle Cloud Infrastructure instance metadata (v2)"
     source = "http"
-    features = frozenset({ATTRIBUTES, SSH_KEYS, HOSTNAME})
+    features = frozenset({ATTRIBUTES, SSH_KEYS, HOSTNAME, USER_DATA})
+    user_data_source = "GET " + USER_DATA_URL
+    user_data_encoding = "base64"
 
     def _document(self) -> Dict[str, Any]:
         return formats.json_object(self.context.http.get(INSTANCE_URL, headers=HEADERS), SOURCE)
@@ -54,6 +60,10 @@ class OracleCloudProvider(Provider):
 
     def ssh_keys(self) -> List[str]:
         return parse_ssh_keys(self._document())
+
+    def user_data(self) -> Optional[bytes]:
+        body = self.context.http.get(USER_DATA_URL, optional=True, headers=HEADERS)
+        return None if body is None else strict_base64(body, "GET " + USER_DATA_URL)
 
 
 def parse_attributes(document: Dict[str, Any]) -> Dict[str, str]:

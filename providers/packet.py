@@ -31,7 +31,7 @@ from cl_metadata.errors import InvalidMetadata
 from cl_metadata.model import BOND_MODES, BondOptions, NetworkInterface, Route, VirtualNetDev
 from cl_metadata.network.networkd import netmask_prefix, parse_ip
 from cl_metadata.providers.base import (ATTRIBUTES, CHECK_IN, HOSTNAME, NETWORK_UNITS, SSH_KEYS,
-                                        Provider)
+                                        USER_DATA, Provider)
 
 logger = logging.getLogger("cl_metadata")
 
@@ -47,11 +47,15 @@ SCALAR_ATTRIBUTES = {"PACKET_HOSTNAME": "hostname", "PACKET_PHONE_HOME_URL": "ph
                      "PACKET_PLAN": "plan"}
 
 
+USER_DATA_URL = "https://metadata.packet.net/userdata"  # raw; 404 = none
+
+
 class PacketProvider(Provider):
     id = "packet"
     description = "Equinix Metal (Packet) metadata service"
     source = "http"
-    features = frozenset({ATTRIBUTES, SSH_KEYS, HOSTNAME, NETWORK_UNITS, CHECK_IN})
+    features = frozenset({ATTRIBUTES, SSH_KEYS, HOSTNAME, NETWORK_UNITS, CHECK_IN, USER_DATA})
+    user_data_source = "GET " + USER_DATA_URL
 
     def _document(self) -> Dict[str, Any]:
         return formats.json_object(self.context.http.get(METADATA), SOURCE)
@@ -74,6 +78,9 @@ class PacketProvider(Provider):
     def check_in(self) -> None:
         url = parse_phone_home_url(self._document())
         self.context.http.request("POST", url, headers=CHECK_IN_HEADERS, data=b"")
+
+    def user_data(self) -> Optional[bytes]:
+        return self.context.http.get(USER_DATA_URL, optional=True)
 
 
 def _list(value: Any, field: str) -> List[Dict[str, Any]]:

@@ -18,9 +18,11 @@ from __future__ import annotations
 from typing import Dict, List, Optional
 
 from cl_metadata.sources import openstack_drive as openstack
-from cl_metadata.providers.base import ATTRIBUTES, HOSTNAME, SSH_KEYS, Provider
+from cl_metadata.providers.base import ATTRIBUTES, HOSTNAME, SSH_KEYS, USER_DATA, Provider
+from cl_metadata.sources.user_data import DriveUserData
 
 DRIVE_WAIT = 5.0  # seconds for udev to show the label; the drive is the only source
+USER_DATA_FILE = "openstack/latest/user_data"  # raw; absent = none (Ignition's file)
 
 META_DATA_FIELDS = {
     "POWERVS_INSTANCE_ID": "uuid",
@@ -32,12 +34,14 @@ class PowerVSProvider(Provider):
     id = "powervs"
     description = "IBM Power Virtual Server (config-2 drive)"
     source = "config drive"
-    features = frozenset({ATTRIBUTES, SSH_KEYS, HOSTNAME})
+    features = frozenset({ATTRIBUTES, SSH_KEYS, HOSTNAME, USER_DATA})
+    user_data_source = USER_DATA_FILE + " on the config drive"
 
     def __init__(self, context):
         super().__init__(context)
         with context.config_drive(openstack.LABELS, wait=DRIVE_WAIT) as drive:
             self.meta_data_body = drive.read(openstack.META_DATA)
+            self.user_data_file = DriveUserData(drive, [USER_DATA_FILE])
 
     def _meta_data(self):
         return self.once("meta_data", lambda: openstack.parse_meta_data(self.meta_data_body))
@@ -52,3 +56,6 @@ class PowerVSProvider(Provider):
 
     def ssh_keys(self) -> List[str]:
         return openstack.meta_data_keys(self._meta_data())
+
+    def user_data(self) -> Optional[bytes]:
+        return self.user_data_file.get()

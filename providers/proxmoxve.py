@@ -17,7 +17,9 @@ from typing import Any, Dict, List, Optional
 from cl_metadata.errors import ConfigDriveNotFound, NoMetadataHere
 from cl_metadata.sources import nocloud_format as nocloud
 from cl_metadata.parsing.fields import Fields, first_addresses
-from cl_metadata.providers.base import ATTRIBUTES, HOSTNAME, NETWORK_UNITS, SSH_KEYS, Provider
+from cl_metadata.providers.base import (ATTRIBUTES, HOSTNAME, NETWORK_UNITS, SSH_KEYS, USER_DATA,
+                                        Provider)
+from cl_metadata.sources.user_data import as_text
 
 log = logging.getLogger("cl_metadata")
 
@@ -29,18 +31,20 @@ class ProxmoxVEProvider(Provider):
     id = "proxmoxve"
     description = "Proxmox VE (cidata drive; none: nothing to do)"
     source = "config drive"
-    features = frozenset({ATTRIBUTES, SSH_KEYS, HOSTNAME, NETWORK_UNITS})
+    features = frozenset({ATTRIBUTES, SSH_KEYS, HOSTNAME, NETWORK_UNITS, USER_DATA})
+    user_data_source = nocloud.USER_DATA + " on the cidata drive"
 
     def __init__(self, context):
         super().__init__(context)
         self.files: Optional[Dict[str, Optional[str]]] = None
+        self.user_data_body: Optional[bytes] = None
         try:
             with context.config_drive(nocloud.LABELS, wait=DRIVE_WAIT) as drive:
                 self.files = {
                     nocloud.META_DATA: drive.read_text(nocloud.META_DATA),
-                    nocloud.USER_DATA: drive.read_text(nocloud.USER_DATA),
                     nocloud.NETWORK_CONFIG: drive.read_text(nocloud.NETWORK_CONFIG, optional=True),
                 }
+                self.user_data_body = drive.read(nocloud.USER_DATA)  # any bytes
         except ConfigDriveNotFound:
             raise NoMetadataHere("no cidata drive; nothing to do") from None
 
@@ -50,7 +54,8 @@ class ProxmoxVEProvider(Provider):
 
     def _cloud_config(self) -> Optional[Dict[str, Any]]:
         def load():
-            config = nocloud.parse_cloud_config(self.files[nocloud.USER_DATA], nocloud.USER_DATA)
+            config = nocloud.parse_cloud_config(as_text(self.user_data_body, nocloud.USER_DATA),
+                                                nocloud.USER_DATA)
             if config is None:
                 log.warning("%s: user-data does not start with #cloud-config; ignored", self.id)
             return config
@@ -74,3 +79,6 @@ class ProxmoxVEProvider(Provider):
         return self.once("network", lambda: nocloud.parse_network_config(
             self.files[nocloud.NETWORK_CONFIG], nocloud.NETWORK_CONFIG,
             priority=UNIT_PRIORITY))
+
+    def user_data(self) -> Optional[bytes]:
+        return self.user_data_body

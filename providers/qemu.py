@@ -14,6 +14,9 @@ like NoCloud meta-data (at most 1 MiB, UTF-8):
 
 No entry (QEMU started without it, or no fw_cfg at all) is a success with nothing written, like
 a missing optional drive: ``ignition.platform.id=qemu`` machines without it must boot cleanly.
+``--user-data`` reads Ignition's own entry, ``opt/com.coreos/config`` (``-fw_cfg
+name=opt/com.coreos/config,file=config.ign``), as given; only on a guest with the meta-data
+entry too, since without it the platform has nothing to do.
 For tests and demos, ``CL_METADATA_CONFIG_DRIVE=<dir>`` stands in for the ``by_name`` directory
 (``<dir>/opt/org.cl-metadata/meta-data/raw``), the layout ``cl-metadata-fake-server --platform
 qemu --write-drive <dir>`` writes.
@@ -31,13 +34,16 @@ from cl_metadata.parsing import formats
 from cl_metadata.errors import ConfigDriveError, InvalidMetadata, NoMetadataHere
 from cl_metadata.sources import nocloud_format as nocloud
 from cl_metadata.parsing.fields import Fields
-from cl_metadata.providers.base import ATTRIBUTES, HOSTNAME, SSH_KEYS, Provider
+from cl_metadata.providers.base import ATTRIBUTES, HOSTNAME, SSH_KEYS, USER_DATA, Provider
 
 log = logging.getLogger("cl_metadata")
 
 FW_CFG_NAME = "opt/org.cl-metadata/meta-data"  # fw_cfg names: "opt/…", at most 55 bytes
 FW_CFG_ROOT = "/sys/firmware/qemu_fw_cfg"
 ENTRY = FW_CFG_NAME + "/raw"  # relative to FW_CFG_ROOT/by_name
+# --user-data: the entry Ignition reads its config from, as the user gave it (gzip allowed)
+USER_DATA_NAME = "opt/com.coreos/config"
+USER_DATA_ENTRY = USER_DATA_NAME + "/raw"
 MAX_BYTES = 1 << 20
 MODPROBE = ("modprobe", "qemu_fw_cfg")
 COMMAND_TIMEOUT = 10.0
@@ -49,15 +55,12 @@ class QemuProvider(Provider):
     id = "qemu"
     description = "QEMU firmware config entry " + FW_CFG_NAME + " (none: nothing to do)"
     source = "local"
-    features = frozenset({ATTRIBUTES, SSH_KEYS, HOSTNAME})
+    features = frozenset({ATTRIBUTES, SSH_KEYS, HOSTNAME, USER_DATA})
+    user_data_source = "firmware config entry " + USER_DATA_NAME
 
     def __init__(self, context):
         super().__init__(context)
-        if context.config_drive_override:
-            with context.config_drive(()) as directory:
-                body = directory.read(ENTRY, optional=True, max_bytes=MAX_BYTES)
-        else:
-            body = read_fw_cfg()
+        body = self._entry(ENTRY)
         if body is None:
             raise NoMetadataHere(f"no firmware config entry {FW_CFG_NAME}; nothing to do")
         self.document = nocloud.parse_meta_data(formats.text(body, FW_CFG_NAME) or "",
@@ -84,12 +87,21 @@ class QemuProvider(Provider):
     def ssh_keys(self) -> List[str]:
         return nocloud.meta_data_keys(self.document, FW_CFG_NAME)
 
+    def user_data(self) -> Optional[bytes]:
+        return self._entry(USER_DATA_ENTRY)
 
-def read_fw_cfg() -> Optional[bytes]:
+    def _entry(self, entry: str) -> Optional[bytes]:
+        if self.context.config_drive_override:
+            with self.context.config_drive(()) as directory:
+                return directory.read(entry, optional=True, max_bytes=MAX_BYTES)
+        return read_fw_cfg(entry)
+
+
+def read_fw_cfg(entry: str = ENTRY) -> Optional[bytes]:
     """The entry's bytes from sysfs, ``None`` when this guest has no such entry."""
     if not os.path.isdir(FW_CFG_ROOT):
         _load_driver()
-    path = os.path.join(FW_CFG_ROOT, "by_name", ENTRY)
+    path = os.path.join(FW_CFG_ROOT, "by_name", entry)
     try:
         with open(path, "rb") as raw:  # by_name entries are kernel symlinks: follow them
             body = raw.read(MAX_BYTES + 1)

@@ -19,7 +19,8 @@ from typing import Any, Dict, List, Optional
 
 from cl_metadata.parsing import formats
 from cl_metadata.errors import InvalidMetadata
-from cl_metadata.providers.base import ATTRIBUTES, CHECK_IN, HOSTNAME, SSH_KEYS, Provider
+from cl_metadata.providers.base import (ATTRIBUTES, CHECK_IN, HOSTNAME, SSH_KEYS, USER_DATA,
+                                        Provider)
 
 BASE = "http://169.254.42.42"
 CONF = BASE + "/conf?format=json"
@@ -39,11 +40,17 @@ ATTRIBUTE_FIELDS = {  # attribute → path of keys in the document
 }
 
 
+# raw; 404 = none. Scaleway answers it only to a privileged source port (below 1024: only root
+# can be asking); Ignition binds one at random, the shared HTTP client does not yet.
+USER_DATA_URL = BASE + "/user_data/cloud-init"
+
+
 class ScalewayProvider(Provider):
     id = "scaleway"
     description = "Scaleway instance metadata"
     source = "http"
-    features = frozenset({ATTRIBUTES, SSH_KEYS, HOSTNAME, CHECK_IN})
+    features = frozenset({ATTRIBUTES, SSH_KEYS, HOSTNAME, CHECK_IN, USER_DATA})
+    user_data_source = "GET " + USER_DATA_URL
 
     def _document(self) -> Dict[str, Any]:
         return formats.json_object(self.context.http.get(CONF), SOURCE)
@@ -76,6 +83,9 @@ class ScalewayProvider(Provider):
 
     def check_in(self) -> None:
         self.context.http.request("PATCH", STATE, headers=CHECK_IN_HEADERS, data=BOOTED)
+
+    def user_data(self) -> Optional[bytes]:
+        return self.context.http.get(USER_DATA_URL, optional=True)
 
 
 def field_at(document: Dict[str, Any], path: tuple) -> Optional[str]:

@@ -15,7 +15,9 @@ SSH keys: ``public_keys``, one key per line (the writer drops lines that are not
 
 from __future__ import annotations
 
-from cl_metadata.providers.base import ATTRIBUTES, HOSTNAME, SSH_KEYS, TextTreeProvider
+from typing import Optional
+
+from cl_metadata.providers.base import ATTRIBUTES, HOSTNAME, SSH_KEYS, USER_DATA, TextTreeProvider
 
 BASE = "http://169.254.169.254/metadata/v1/"
 ATTRIBUTE_PATHS = {
@@ -25,12 +27,19 @@ ATTRIBUTE_PATHS = {
 }
 
 
+USER_DATA_URL = BASE + "user_data"  # raw; 404 = none
+
+
 class UpCloudProvider(TextTreeProvider):
     id = "upcloud"
     description = "UpCloud metadata service"
-    features = frozenset({ATTRIBUTES, SSH_KEYS, HOSTNAME})
+    features = frozenset({ATTRIBUTES, SSH_KEYS, HOSTNAME, USER_DATA})
+    user_data_source = "GET " + USER_DATA_URL
     base = BASE
     attribute_paths = ATTRIBUTE_PATHS
     hostname_path = "hostname"
     keys_path = "public_keys"
     empty_is_absent = True
+
+    def user_data(self) -> Optional[bytes]:
+        return self.context.http.get(USER_DATA_URL, optional=True)

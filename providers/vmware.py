@@ -1,4 +1,4 @@
-"""VMware: network configuration from guestinfo (docs/protocols.md), nothing else, as Afterburn.
+"""VMware: network configuration from guestinfo (docs/protocols.md), as Afterburn, and user-data.
 
 guestinfo is read with open-vm-tools' ``vmware-rpctool "info-get <key>"``, else ``vmtoolsd
 --cmd "info-get <key>"`` (no hypervisor backdoor access from Python); with neither installed
@@ -9,6 +9,9 @@ asking for network units is an error that says so. Keys:
   other key is ignored. Not set → no units.
 - ``guestinfo.metadata.encoding``: ``base64``/``b64``, ``gzip+base64``/``gz+b64``, or empty /
   not set for plain text.
+- ``guestinfo.ignition.config.data`` with ``guestinfo.ignition.config.data.encoding`` (empty,
+  ``base64``/``b64``, ``gzip``/``gz``, ``gzip+base64``/``gz+b64`` and the other spellings
+  Ignition takes): ``--user-data``, as Ignition reads it (not from the OVF environment).
 
 VMware limits a guestinfo value to 64 KiB; a tool answer over 128 KiB, or a decoded document
 over 1 MiB, is refused. Afterburn's other key, ``guestinfo.afterburn.initrd.network-kargs``,
@@ -26,9 +29,10 @@ import zlib
 from typing import Optional
 
 from cl_metadata.errors import InvalidMetadata, MetadataError
+from cl_metadata.parsing.encodings import is_gzip, strict_base64
 from cl_metadata.sources import nocloud_format as nocloud
 from cl_metadata.parsing.fields import Fields
-from cl_metadata.providers.base import NETWORK_UNITS, Provider
+from cl_metadata.providers.base import NETWORK_UNITS, USER_DATA, Provider
 
 TOOLS = (("vmware-rpctool",), ("vmtoolsd", "--cmd"))
 METADATA = "guestinfo.metadata"
@@ -40,13 +44,22 @@ MAX_DOCUMENT = 1 << 20
 TOOL_TIMEOUT = 10.0
 NO_VALUE = "No value found"  # the tools' answer for a key that is not set
 UNIT_PRIORITY = 10
+# User-data: (value key, encoding key) pairs, the first one set wins. Ignition's keys; a
+# cloud-init style guestinfo.userdata / guestinfo.userdata.encoding pair goes after them.
+USER_DATA_KEYS = (("guestinfo.ignition.config.data", "guestinfo.ignition.config.data.encoding"),)
+# Ignition's encoding names → what to undo here (a gzip stream is inflated by the writer)
+USER_DATA_ENCODINGS = {"": "raw", "base64": "base64", "b64": "base64", "gz": "gzip",
+                       "gzip": "gzip", "gz+base64": "gzip+base64", "gzip+base64": "gzip+base64",
+                       "gz+b64": "gzip+base64", "gzip+b64": "gzip+base64"}
 
 
 class VmwareProvider(Provider):
     id = "vmware"
-    description = "VMware guestinfo (network units only)"
+    description = "VMware guestinfo (network units, user-data)"
     source = "local"
-    features = frozenset({NETWORK_UNITS})
+    features = frozenset({NETWORK_UNITS, USER_DATA})
+    user_data_source = "guestinfo " + USER_DATA_KEYS[0][0]
+    user_data_encoding = "what " + USER_DATA_KEYS[0][1] + " names"
 
     def network(self):
         raw = guestinfo(METADATA)
@@ -58,6 +71,13 @@ class VmwareProvider(Provider):
         if network and "version" not in network:  # netplan itself has no version key
             network = {"version": 2, **network}
         return nocloud.network_interfaces(network, fields, "network.", UNIT_PRIORITY)
+
+    def user_data(self) -> Optional[bytes]:
+        for key, encoding_key in USER_DATA_KEYS:
+            raw = guestinfo(key)
+            if raw is not None:
+                return decode_user_data(raw, guestinfo(encoding_key), key, encoding_key)
+        return None
 
 
 def guestinfo(key: str) -> Optional[bytes]:
@@ -86,6 +106,20 @@ def guestinfo(key: str) -> Optional[bytes]:
     if len(done.stdout) > MAX_ANSWER:
         raise InvalidMetadata(f"exceeds {MAX_ANSWER} bytes", source=key)
     return done.stdout[:-1] if done.stdout.endswith(b"\n") else done.stdout  # the tool adds one
+
+
+def decode_user_data(raw: bytes, encoding: Optional[bytes], key: str, encoding_key: str) -> bytes:
+    """User-data under ``key`` with the transport encoding ``encoding_key`` names undone."""
+    name = (encoding or b"").decode("ascii", "replace").strip().lower()
+    if name not in USER_DATA_ENCODINGS:
+        raise InvalidMetadata("not one of " + ", ".join(e for e in USER_DATA_ENCODINGS if e) +
+                              " or empty", source=encoding_key)
+    kind = USER_DATA_ENCODINGS[name]
+    data = strict_base64(raw, key) if kind in ("base64", "gzip+base64") else raw
+    if kind.startswith("gzip") and not is_gzip(data):
+        raise InvalidMetadata(f"{encoding_key} says gzip, but the data is not gzip-compressed",
+                              source=key)
+    return data
 
 
 def decode(raw: bytes, encoding: Optional[bytes]) -> str:

@@ -14,7 +14,9 @@ SSH keys: ``public-keys``, one key per line (the writer drops lines that are not
 
 from __future__ import annotations
 
-from cl_metadata.providers.base import ATTRIBUTES, HOSTNAME, SSH_KEYS, TextTreeProvider
+from typing import Optional
+
+from cl_metadata.providers.base import ATTRIBUTES, HOSTNAME, SSH_KEYS, USER_DATA, TextTreeProvider
 
 BASE = "http://169.254.169.254/v1/"
 ATTRIBUTE_PATHS = {
@@ -24,12 +26,19 @@ ATTRIBUTE_PATHS = {
 }
 
 
+USER_DATA_URL = "http://169.254.169.254/user-data/user-data"  # raw; 404 = none
+
+
 class VultrProvider(TextTreeProvider):
     id = "vultr"
     description = "Vultr metadata service"
-    features = frozenset({ATTRIBUTES, SSH_KEYS, HOSTNAME})
+    features = frozenset({ATTRIBUTES, SSH_KEYS, HOSTNAME, USER_DATA})
+    user_data_source = "GET " + USER_DATA_URL
     base = BASE
     attribute_paths = ATTRIBUTE_PATHS
     hostname_path = "hostname"
     keys_path = "public-keys"
     empty_is_absent = True
+
+    def user_data(self) -> Optional[bytes]:
+        return self.context.http.get(USER_DATA_URL, optional=True)

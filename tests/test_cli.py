@@ -132,6 +132,7 @@ PROVIDER = ["--provider", "openstack-metadata"]
     (PROVIDER + ["--hostname", "/tmp/h1", "-hostname=/tmp/h2"], "--hostname"),
     (PROVIDER + ["--network-units", "/tmp/n1", "--network-units", "/tmp/n2"],
      "--network-units"),
+    (PROVIDER + ["--user-data", "/tmp/u1", "-user-data=/tmp/u2"], "--user-data"),
     (PROVIDER + ["--check-in", "--timeout", "5", "-timeout=9"], "--timeout"),
 ])
 def test_a_single_value_flag_given_twice_is_a_usage_error(argv, flag, capsys):
@@ -225,7 +226,7 @@ def test_providers_json_is_every_entry_with_its_source_features_and_origin(capsy
     by_id = {entry["id"]: entry for entry in listed}
     assert by_id["openstack-metadata"] == {
         "id": "openstack-metadata", "source": "http", "origin": "built-in",
-        "features": ["attributes", "hostname", "network-units", "ssh-keys"]}
+        "features": ["attributes", "hostname", "network-units", "ssh-keys", "user-data"]}
     assert by_id["openstack"]["source"] == "config drive, else http"
 
 

@@ -104,6 +104,10 @@ MARKERS = sorted({
     RSA_BLOB[40:80], *(ed25519_blob(marker)[28:] for marker in KEY_BYTES),  # key data
 })
 
+# what no output may hold, not even query's, whose purpose is to print the machine's values
+NEVER_PRINTED = ["zqxkeycomment", "zqxuserdata", "zqxsecretpassword", RSA_BLOB[40:80],
+                 *(ed25519_blob(marker)[28:] for marker in KEY_BYTES)]
+
 DRIVE_PLATFORMS = {pid for pid in registry.BUILTIN
                    if "config drive" in registry.get(pid).provider.source or pid == "qemu"}
 
@@ -159,7 +163,8 @@ def run(provider_id, env, tmp_path, ssh_user, *, journal: bool):
     out.mkdir()
     (out / "units").mkdir()
     args = ["--provider", provider_id, "--attributes", out / "attributes", "--hostname",
-            out / "hostname", "--network-units", out / "units", "--check-in", "-v"]
+            out / "hostname", "--network-units", out / "units", "--check-in", "-v",
+            "--user-data", out / "user-data"]
     if ssh_user:
         args += ["--ssh-keys", ssh_user]
     env = dict(env)
@@ -206,9 +211,17 @@ def test_no_metadata_value_reaches_any_output(provider_id, agent_env, tmp_path, 
     try:
         outcomes = [run(provider_id, agent_env, tmp_path, ssh_user, journal=journal)
                     for journal in (False, True)]
+        queried = subprocess.run([sys.executable, "-c", LAUNCHER, "query", "--provider",
+                                  provider_id, "--json", "-v"], env=agent_env,
+                                 capture_output=True, timeout=120)
     finally:
         if server is not None:
             server.stop()
+    # query prints the machine's values (its purpose), but logs none, and never prints a key,
+    # a key's comment or user-data
+    assert queried.returncode == 0, queried.stderr[-3000:]
+    assert [m for m in MARKERS if m in queried.stderr.decode("utf-8", "replace")] == []
+    assert [m for m in NEVER_PRINTED if m in queried.stdout.decode("utf-8", "replace")] == []
     for status, printed in outcomes:
         assert status == 0, printed[-3000:]
         # as written: the markers are lower case, and a case-blind "zqx" also turns up in

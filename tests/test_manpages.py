@@ -19,7 +19,7 @@ from typing import Dict, List, Set
 import pytest
 
 import cl_metadata
-from cl_metadata import cli, errors
+from cl_metadata import cli, errors, query
 from cl_metadata.fakeserver import cli as fake_server_cli
 from cl_metadata.imageimport import cli as import_image_cli
 
@@ -95,9 +95,13 @@ def test_page_mentions_no_option_the_command_lacks(name):
 
 def test_providers_command_and_its_options_are_documented():
     commands = sections(page("cl-metadata"))["COMMANDS"]
-    assert [tag.split()[0] for tag in tags(commands)] == ["providers", "help"]
+    assert [tag.split()[0] for tag in tags(commands)] == ["providers", "query", "help"]
     documented = tagged_options(commands)
     assert documented == parser_options(cli.build_providers_parser()) - {"-h", "--help"}
+    # the query item names each of its options (they are a run's, so OPTIONS explains them)
+    item = plain(commands.split("\n.TP\n")[2])
+    assert parser_options(query.build_parser()) - {"-h", "--help", "--verbose"} == {
+        opt for opt in OPTION.findall(item) if opt in parser_options(query.build_parser())}
 
 
 def test_agent_exit_statuses_are_those_of_errors_py_in_page_and_help():

@@ -55,7 +55,10 @@ DEB_PLACES = dict(
 DEB_EXTRA_PLACES = {
     "man/cl-metadata.1": "/usr/share/man/man1/cl-metadata.1.gz",
     "man/cl-metadata-import-image.1": "/usr/share/man/man1/cl-metadata-import-image.1.gz",
-    "packaging/completion/cl-metadata": "/usr/share/bash-completion/completions/cl-metadata"}
+    "packaging/completion/cl-metadata": "/usr/share/bash-completion/completions/cl-metadata",
+    **{f"packaging/dracut/30cl-metadata/{name}": f"/usr/lib/dracut/modules.d/30cl-metadata/{name}"
+       for name in ("module-setup.sh", "python-files", "cl-metadata-rd-network-kargs.service",
+                    "cl-metadata-rd-hostname.service")}}
 FAKESERVER_PACKAGE = "cl-metadata-fakeserver"
 SITE = "/usr/lib/python3/dist-packages/cl_metadata"
 SYSTEM_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
@@ -141,6 +144,21 @@ def test_deb_contains_module_binary_units_tmpfiles_and_sshd_drop_in(deb, tmp_pat
             shipped = gzip.decompress(shipped)
         assert shipped == (REPO / source).read_bytes()
     assert (tmp_path / "usr/bin/cl-metadata").read_text().startswith("#!/usr/bin/python3")
+
+
+def test_dracut_module_is_shipped_with_its_setup_executable(deb, parsed_spec, tmp_path):
+    # dracut sources module-setup.sh only from an executable file; the units stay out of
+    # systemd's own directories (they run in the initrd only)
+    run(["dpkg-deb", "-x", str(deb), str(tmp_path)]).check_returncode()
+    module = tmp_path / "usr/lib/dracut/modules.d/30cl-metadata"
+    assert sorted(p.name for p in module.iterdir()) == [
+        "cl-metadata-rd-hostname.service", "cl-metadata-rd-network-kargs.service",
+        "module-setup.sh", "python-files"]
+    assert os.stat(module / "module-setup.sh").st_mode & 0o777 == 0o755
+    assert not list(tmp_path.glob("lib/systemd/system/cl-metadata-rd-*"))
+    assert "/usr/lib/dracut/modules.d/30cl-metadata/" in spec_files(parsed_spec)
+    assert re.search(r"^chmod 0755 \S+/lib/dracut/modules.d/30cl-metadata/module-setup.sh$",
+                     parsed_spec, re.M)
 
 
 def test_agent_deb_carries_no_fake_server(deb):

@@ -9,6 +9,7 @@ the field out).
 
 from __future__ import annotations
 
+import gzip
 import ipaddress
 import re
 from dataclasses import dataclass, field, fields
@@ -62,7 +63,10 @@ class Instance:
     project_id: Optional[str] = None
     instance_type: Optional[str] = None
     image_id: Optional[str] = None
-    user_data: Optional[str] = None
+    # The end user's configuration: text, or bytes (YAML ``!!binary``); with ``user-data-gzip:
+    # true`` the user handed the platform its gzip compression (see ``user_data_bytes``).
+    user_data: Optional[Union[str, bytes]] = None
+    user_data_gzip: bool = False
     ssh_keys: Tuple[SshKey, ...] = ()
     network_interfaces: Tuple[NetworkInterface, ...] = ()
     nameservers: Tuple[str, ...] = ()
@@ -73,6 +77,23 @@ class Instance:
     def extra(self, platform: str) -> Mapping[str, Any]:
         """This platform's extras (an empty mapping when there are none)."""
         return self.platform_data.get(platform, {})
+
+    def user_data_bytes(self) -> Optional[bytes]:
+        """The user-data as the user gave it to the platform, before the platform's own
+        transport encoding: the text's UTF-8 bytes (or the bytes), gzip-compressed (with a fixed
+        timestamp, so every server process serves the same bytes) when ``user_data_gzip``."""
+        if self.user_data is None:
+            return None
+        data = (self.user_data.encode("utf-8") if isinstance(self.user_data, str)
+                else self.user_data)
+        return gzip.compress(data, mtime=0) if self.user_data_gzip else data
+
+    def user_data_text(self) -> Optional[str]:
+        """The user-data as text, for documents that embed it as a string; None when there
+        is none or it is not plain text (binary or gzip-compressed)."""
+        if isinstance(self.user_data, str) and not self.user_data_gzip:
+            return self.user_data
+        return None
 
 
 # Scalar fields and how each is checked beyond "is a string".
@@ -198,6 +219,14 @@ def parse_instance(raw: Any, where: str = "instance") -> Instance:
             values[name] = _parse_nameservers(where, value)
         elif name == "platform_data":
             values[name] = _parse_platform_data(where, value)
+        elif name == "user_data":
+            if not isinstance(value, (str, bytes)):
+                raise InstanceError(f"{where}: {key} must be text or !!binary")
+            values[name] = value
+        elif name == "user_data_gzip":
+            if not isinstance(value, bool):
+                raise InstanceError(f"{where}: {key} must be true or false")
+            values[name] = value
         else:
             values[name] = _check_str(where, key, value)
     if not values.get("instance_id"):

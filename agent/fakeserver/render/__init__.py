@@ -19,6 +19,7 @@ a platform is adding one file.
 
 from __future__ import annotations
 
+import base64
 import importlib
 import json
 import pkgutil
@@ -82,6 +83,18 @@ def json_document(value: object) -> bytes:
 
 def json_body(value: object) -> Response:
     return Response(body=json_document(value), content_type=JSON)
+
+
+def user_data_body(instance, encoding: str = "raw") -> Optional[bytes]:
+    """The instance's user-data as a platform serves it (None: it has none): the bytes the
+    user gave (``Instance.user_data_bytes``, gzip-compressed when they did), ``raw`` or in
+    ``base64`` for platforms that carry only text."""
+    data = instance.user_data_bytes()
+    if data is None or encoding == "raw":
+        return data
+    if encoding == "base64":
+        return base64.b64encode(data)
+    raise ValueError(f"unknown user-data encoding {encoding!r}")
 
 
 def _load(name: str) -> ModuleType:

@@ -27,7 +27,10 @@ def dump(document: object) -> bytes:
 
 
 def keys_in_user_data(instance: Instance) -> bool:
-    return instance.user_data is None or instance.user_data.startswith(CLOUD_CONFIG)
+    """Whether the user-data is a ``#cloud-config`` document (or absent): other user-data,
+    binary or gzip-compressed included, is served exactly as given."""
+    text = instance.user_data_text()
+    return instance.user_data is None or (text is not None and text.startswith(CLOUD_CONFIG))
 
 
 def meta_data(instance: Instance) -> bytes:
@@ -41,7 +44,7 @@ def meta_data(instance: Instance) -> bytes:
 
 def user_data(instance: Instance) -> Optional[bytes]:
     if not keys_in_user_data(instance):
-        return instance.user_data.encode("utf-8")
+        return instance.user_data_bytes()
     config = yaml.safe_load(instance.user_data or "") or {}
     if not isinstance(config, dict):
         raise ValueError("the instance's #cloud-config user-data is not a mapping")

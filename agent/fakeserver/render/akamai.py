@@ -19,7 +19,7 @@ import threading
 from typing import Callable, List
 
 from ..instance import Instance, InstanceError
-from . import Request, Response, Route, json_body, text
+from . import Request, Response, Route, json_body, text, user_data_body
 
 PLATFORMS = ("akamai",)
 TTL_HEADER = "Metadata-Token-Expiry-Seconds"
@@ -96,4 +96,7 @@ def routes(instance: Instance) -> List[Route]:
                    required_headers={"Accept": "application/json"})
              for path, doc in documents.items()]
     found.append(Route("/v1/token", tokens.put, method="PUT", required_headers={TTL_HEADER: None}))
+    if instance.user_data is not None:  # Linode keeps user-data base64-encoded
+        found.append(Route("/v1/user-data",
+                           tokens.guard(Response(body=user_data_body(instance, "base64")))))
     return found

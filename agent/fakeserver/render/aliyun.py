@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import List
 
 from ..instance import Instance, InstanceError
-from . import Route, text
+from . import BINARY, Response, Route, text, user_data_body
 
 PLATFORMS = ("aliyun",)
 BASE = "/latest/meta-data/"
@@ -48,5 +48,9 @@ def values(instance: Instance) -> dict:
 
 
 def routes(instance: Instance) -> List[Route]:
-    return [Route(BASE + path, text(value)) for path, value in values(instance).items()
-            if value is not None]
+    found = [Route(BASE + path, text(value)) for path, value in values(instance).items()
+             if value is not None]
+    if instance.user_data is not None:
+        found.append(Route("/latest/user-data", Response(body=user_data_body(instance),
+                                                         content_type=BINARY)))
+    return found

@@ -22,7 +22,7 @@ import secrets
 from typing import Callable, Dict, List, Optional
 
 from ..instance import Instance, InstanceError
-from . import Request, Response, Route, json_body, text
+from . import BINARY, Request, Response, Route, json_body, text, user_data_body
 
 PLATFORMS = ("aws", "ec2")
 TOKEN_PATH = "/latest/api/token"
@@ -135,7 +135,7 @@ def routes(instance: Instance) -> List[Route]:
         answers[f"meta-data/public-keys/{i}/"] = text("openssh-key")
     answers["dynamic/instance-identity/document"] = json_body(identity_document(instance, extra))
     if instance.user_data is not None:
-        answers["user-data"] = text(instance.user_data)
+        answers["user-data"] = Response(body=user_data_body(instance), content_type=BINARY)
 
     found = [Route(f"/{version}/{path}", guarded(tokens, allow_v1, answer))
              for version in API_VERSIONS for path, answer in answers.items()]

@@ -24,7 +24,7 @@ from urllib.parse import parse_qs
 from xml.sax.saxutils import escape, quoteattr
 
 from ..instance import Instance, InstanceError
-from . import Request, Response, Route, json_body, text
+from . import Request, Response, Route, json_body, text, user_data_body
 
 PLATFORMS = ("azure",)
 XML = "text/xml; charset=utf-8"
@@ -135,6 +135,10 @@ def routes(instance: Instance) -> List[Route]:
         if value is not None:
             found.append(Route(COMPUTE + leaf, _imds(text(value), leaf=True),
                                required_headers=IMDS))
+    # IMDS keeps user-data base64-encoded and answers an empty body when there is none
+    found.append(Route(COMPUTE + "userData",
+                       _imds(Response(body=user_data_body(instance, "base64") or b""), leaf=True),
+                       required_headers=IMDS))
 
     goal_state = _xml(goal_state_xml(fabric))
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any, Dict, List, Mapping, Optional
 
 from ..instance import Instance, InstanceError
-from . import Route, text
+from . import BINARY, Response, Route, text, user_data_body
 
 PLATFORMS = ("cloudstack-metadata",)
 META_DATA = "/latest/meta-data/"
@@ -57,4 +57,8 @@ def tree_routes(prefix: str, items: Mapping[str, Optional[str]]) -> List[Route]:
 
 
 def routes(instance: Instance) -> List[Route]:
-    return tree_routes(META_DATA, meta_data_items(instance, "cloudstack-metadata"))
+    found = tree_routes(META_DATA, meta_data_items(instance, "cloudstack-metadata"))
+    if instance.user_data is not None:
+        found.append(Route("/latest/user-data", Response(body=user_data_body(instance),
+                                                         content_type=BINARY)))
+    return found

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Dict, List, Optional
 
 from ..instance import Instance
-from . import Route, json_document
+from . import Route, json_document, user_data_body
 from ._network_data import network_data
 
 PLATFORMS = ("cloudstack-configdrive",)
@@ -45,7 +45,7 @@ def drive_files(instance: Instance) -> Dict[str, bytes]:
     files = {METADATA_DIR + name: (value + "\n").encode("utf-8")
              for name, value in _values(instance).items() if value is not None}
     if instance.user_data is not None:
-        files["cloudstack/userdata/user_data.txt"] = instance.user_data.encode("utf-8")
+        files["cloudstack/userdata/user_data.txt"] = user_data_body(instance)
     if instance.network_interfaces:
         files["openstack/latest/network_data.json"] = json_document(network_data(instance))
     return files

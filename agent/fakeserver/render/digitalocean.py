@@ -15,7 +15,7 @@ import ipaddress
 from typing import List, Optional
 
 from ..instance import Instance, NetworkInterface
-from . import Route, json_body
+from . import BINARY, Response, Route, json_body, user_data_body
 
 PLATFORMS = ("digitalocean",)
 DEFAULT_DROPLET_ID = 3164494
@@ -60,10 +60,14 @@ def document(instance: Instance) -> dict:
         "floating_ip": {"ipv4": {"active": False}},
         "tags": [],
         "features": {"dhcp_enabled": False},
-        "user_data": instance.user_data,
+        "user_data": instance.user_data_text(),
     }
     return {key: value for key, value in doc.items() if value is not None}
 
 
 def routes(instance: Instance) -> List[Route]:
-    return [Route("/metadata/v1.json", json_body(document(instance)))]
+    found = [Route("/metadata/v1.json", json_body(document(instance)))]
+    if instance.user_data is not None:  # Ignition's source: the bytes as given
+        found.append(Route("/metadata/v1/user-data",
+                           Response(body=user_data_body(instance), content_type=BINARY)))
+    return found

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import List
 
 from ..instance import Instance
-from . import Route
+from . import BINARY, Response, Route, user_data_body
 from .cloudstack import meta_data_items, tree_routes
 
 PLATFORMS = ("exoscale",)
@@ -17,4 +17,8 @@ META_DATA = "/1.0/meta-data/"
 
 
 def routes(instance: Instance) -> List[Route]:
-    return tree_routes(META_DATA, meta_data_items(instance, "exoscale"))
+    found = tree_routes(META_DATA, meta_data_items(instance, "exoscale"))
+    if instance.user_data is not None:
+        found.append(Route("/1.0/user-data", Response(body=user_data_body(instance),
+                                                      content_type=BINARY)))
+    return found

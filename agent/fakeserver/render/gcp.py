@@ -14,10 +14,14 @@ lines; default absent), ``block-project-ssh-keys`` (string, default absent),
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional
+import hashlib
+import json
+import time
+from typing import Callable, Dict, List, Optional
+from urllib.parse import parse_qs
 
 from ..instance import Instance, InstanceError
-from . import Response, Route, TEXT
+from . import BINARY, JSON, Request, Response, Route, TEXT, user_data_body
 
 PLATFORMS = ("gcp", "gce")
 BASE = "/computeMetadata/v1/"
@@ -28,6 +32,8 @@ KEY_LISTS = {"instance-ssh-keys": "instance/attributes/ssh-keys",
              "project-ssh-keys": "project/attributes/ssh-keys",
              "project-sshKeys": "project/attributes/sshKeys"}
 STRINGS = ("block-project-ssh-keys", "numeric-project-id", "numeric-id")
+DIRECTORIES = ("instance/attributes/", "project/attributes/")
+DEFAULT_HANG = 300  # seconds a long poll without timeout_sec is held (a test never waits it out)
 
 
 def extras(instance: Instance) -> dict:
@@ -66,7 +72,6 @@ def values(instance: Instance) -> Dict[str, Optional[str]]:
         "instance/network-interfaces/0/mac": instance.mac,
         "instance/network-interfaces/0/access-configs/0/external-ip": instance.public_ipv4,
         "instance/attributes/block-project-ssh-keys": extra.get("block-project-ssh-keys"),
-        "instance/attributes/user-data": instance.user_data,
         "project/numeric-project-id": project,
     }
     default_keys = [f"{key.name}:{key.key}" for key in instance.ssh_keys] or None
@@ -77,5 +82,18 @@ def values(instance: Instance) -> Dict[str, Optional[str]]:
 
 
 def routes(instance: Instance) -> List[Route]:
-    return [Route(BASE + path, answer(value), required_headers={FLAVOR[0]: FLAVOR[1]})
-            for path, value in values(instance).items()]
+    found = [Route(BASE + path, answer(value), required_headers={FLAVOR[0]: FLAVOR[1]})
+             for path, value in values(instance).items()]
+    body = user_data_body(instance)  # served as given (an attribute is text on real GCE)
+    found.append(Route(BASE + "instance/attributes/user-data",
+                       answer(None) if body is None else ok(body, BINARY),
+                       required_headers={FLAVOR[0]: FLAVOR[1]}))
+    served = values(instance)
+    for prefix in DIRECTORIES:
+        entries = {path[len(prefix):]: value for path, value in served.items()
+                   if path.startswith(prefix) and value is not None}
+        if prefix == "instance/attributes/" and body is not None:
+            entries["user-data"] = body.decode("utf-8", "replace")
+        found.append(Route(BASE + prefix, directory(dict(sorted(entries.items()))),
+                           required_headers={FLAVOR[0]: FLAVOR[1]}))
+    return found

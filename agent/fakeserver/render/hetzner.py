@@ -19,7 +19,7 @@ from typing import Any, Dict, List
 import yaml
 
 from ..instance import Instance
-from . import Response, Route, json_body, text
+from . import BINARY, Response, Route, json_body, text, user_data_body
 
 PLATFORMS = ("hetzner",)
 BASE = "/hetzner/v1/metadata"
@@ -93,5 +93,6 @@ def routes(instance: Instance) -> List[Route]:
         if key in doc:
             found.append(Route(f"{BASE}/{key}", text(str(doc[key]))))
     if instance.user_data is not None:
-        found.append(Route("/hetzner/v1/userdata", text(instance.user_data)))
+        found.append(Route("/hetzner/v1/userdata", Response(body=user_data_body(instance),
+                                                            content_type=BINARY)))
     return found

@@ -12,7 +12,7 @@ from email.mime.text import MIMEText
 from typing import Dict, List
 
 from ..instance import Instance
-from . import Route
+from . import Route, user_data_body
 from ._nocloud import CLOUD_CONFIG, dump
 
 PLATFORMS = ("ibmcloud",)
@@ -44,5 +44,5 @@ def drive_files(instance: Instance) -> Dict[str, bytes]:
     files = {"meta-data": ("\n".join(lines) + "\n").encode("utf-8"),
              "vendor-data": vendor_data(instance)}
     if instance.user_data is not None:
-        files["user-data"] = instance.user_data.encode("utf-8")
+        files["user-data"] = user_data_body(instance)
     return files

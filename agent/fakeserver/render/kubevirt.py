@@ -2,7 +2,8 @@
 layout (docs/protocols.md); no HTTP.
 
 ``openstack/latest/meta_data.json`` (``uuid``, ``hostname``, ``instance_type``,
-``public_keys``) and ``network_data.json`` from the instance's interfaces. For KubeVirt's
+``public_keys``), ``network_data.json`` from the instance's interfaces and ``user_data`` (the
+instance's, as given). For KubeVirt's
 ``cloudInitNoCloud`` volume write a ``cidata`` drive with ``--platform nocloud``: the kubevirt
 provider reads those files too.
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 from typing import Dict, List
 
 from ..instance import Instance
-from . import Route, json_document
+from . import Route, json_document, user_data_body
 from ._network_data import network_data
 
 PLATFORMS = ("kubevirt",)
@@ -34,7 +35,10 @@ def meta_data(instance: Instance) -> dict:
 
 
 def drive_files(instance: Instance) -> Dict[str, bytes]:
-    return {
+    files = {
         "openstack/latest/meta_data.json": json_document(meta_data(instance)),
         "openstack/latest/network_data.json": json_document(network_data(instance)),
     }
+    if instance.user_data is not None:
+        files["openstack/latest/user_data"] = user_data_body(instance)
+    return files

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Dict, List
 
 from ..instance import Instance
-from . import Route, json_document
+from . import Route, json_document, user_data_body
 from ._network_data import network_data
 from .openstack import meta_data
 
@@ -26,4 +26,6 @@ def drive_files(instance: Instance) -> Dict[str, bytes]:
     files = {"openstack/latest/meta_data.json": json_document(meta_data(instance))}
     if instance.network_interfaces:
         files["openstack/latest/network_data.json"] = json_document(network_data(instance))
+    if instance.user_data is not None:
+        files["openstack/latest/user_data"] = user_data_body(instance)
     return files

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Dict, List
 
 from ..instance import Instance
-from . import BINARY, Response, Route, json_body, json_document, text
+from . import BINARY, Response, Route, json_body, json_document, text, user_data_body
 from ._network_data import network_data
 
 PLATFORMS = ("openstack", "openstack-metadata")
@@ -66,7 +66,7 @@ def routes(instance: Instance) -> List[Route]:
                            json_body(network_data(instance))))
     if instance.user_data is not None:
         found.append(Route("/openstack/latest/user_data",
-                           Response(body=instance.user_data.encode("utf-8"), content_type=BINARY)))
+                           Response(body=user_data_body(instance), content_type=BINARY)))
     return found
 
 
@@ -91,5 +91,5 @@ def drive_files(instance: Instance) -> Dict[str, bytes]:
     if instance.network_interfaces:
         files["openstack/latest/network_data.json"] = json_document(network_data(instance))
     if instance.user_data is not None:
-        files["openstack/latest/user_data"] = instance.user_data.encode("utf-8")
+        files["openstack/latest/user_data"] = user_data_body(instance)
     return files

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import List
 
 from ..instance import Instance, InstanceError
-from . import Route, json_body
+from . import Response, Route, json_body, user_data_body
 
 PLATFORMS = ("oraclecloud",)
 AUTHORIZATION = {"Authorization": "Bearer Oracle"}
@@ -31,8 +31,8 @@ def instance_document(instance: Instance) -> dict:
     metadata = {}
     if instance.ssh_keys:
         metadata["ssh_authorized_keys"] = "\n".join(k.key for k in instance.ssh_keys) + "\n"
-    if instance.user_data is not None:
-        metadata["user_data"] = instance.user_data
+    if instance.user_data is not None:  # OCI keeps user-data base64-encoded
+        metadata["user_data"] = user_data_body(instance, "base64").decode("ascii")
     metadata.update(extra.get("metadata", {}))
     doc = {
         "availabilityDomain": extra.get("availability-domain", "Uocm:PHX-AD-1"),
@@ -54,5 +54,10 @@ def instance_document(instance: Instance) -> dict:
 
 def routes(instance: Instance) -> List[Route]:
     document = json_body(instance_document(instance))
-    return [Route(path, document, required_headers=AUTHORIZATION)
-            for path in ("/opc/v2/instance", "/opc/v2/instance/")]
+    found = [Route(path, document, required_headers=AUTHORIZATION)
+             for path in ("/opc/v2/instance", "/opc/v2/instance/")]
+    if instance.user_data is not None:
+        found.append(Route("/opc/v2/instance/metadata/user_data",
+                           Response(body=user_data_body(instance, "base64")),
+                           required_headers=AUTHORIZATION))
+    return found

@@ -18,7 +18,7 @@ import uuid
 from typing import Dict, List, Optional
 
 from ..instance import Instance
-from . import JSON, TEXT, Request, Response, Route, json_body
+from . import JSON, TEXT, Request, Response, Route, json_body, user_data_body
 
 PLATFORMS = ("packet",)
 PHONE_HOME_PATH = "/phone-home"
@@ -92,5 +92,5 @@ def routes(instance: Instance) -> List[Route]:
               required_headers={"Content-Type": "application/json"}),
     ]
     if instance.user_data is not None:
-        found.append(Route("/userdata", Response(body=instance.user_data.encode("utf-8"))))
+        found.append(Route("/userdata", Response(body=user_data_body(instance))))
     return found

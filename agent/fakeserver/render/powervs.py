@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Dict, List
 
 from ..instance import Instance
-from . import Route, json_document
+from . import Route, json_document, user_data_body
 from .openstack import meta_data
 
 PLATFORMS = ("powervs",)
@@ -21,4 +21,7 @@ def routes(instance: Instance) -> List[Route]:
 
 
 def drive_files(instance: Instance) -> Dict[str, bytes]:
-    return {"openstack/latest/meta_data.json": json_document(meta_data(instance))}
+    files = {"openstack/latest/meta_data.json": json_document(meta_data(instance))}
+    if instance.user_data is not None:
+        files["openstack/latest/user_data"] = user_data_body(instance)
+    return files

@@ -3,7 +3,8 @@ docs/protocols.md); no HTTP.
 
 Proxmox generates every file itself: ``meta-data`` holds only ``instance-id``; ``user-data`` is
 a ``#cloud-config`` with ``hostname`` (first label), ``fqdn``, ``manage_etc_hosts`` and
-``ssh_authorized_keys`` (the instance's own user-data is not used); ``network-config`` is v1
+``ssh_authorized_keys`` (the instance's own ``#cloud-config`` user-data is not used; other
+user-data, a custom ``cicustom`` file, replaces it as given); ``network-config`` is v1
 (address + netmask); ``vendor-data`` is empty.
 """
 
@@ -13,7 +14,7 @@ from typing import Dict, List
 
 from ..instance import Instance
 from . import Route
-from ._nocloud import CLOUD_CONFIG, dump, network_config
+from ._nocloud import CLOUD_CONFIG, dump, keys_in_user_data, network_config
 
 PLATFORMS = ("proxmoxve",)
 DRIVE_LABEL = "cidata"
@@ -31,7 +32,8 @@ def drive_files(instance: Instance) -> Dict[str, bytes]:
     config["ssh_authorized_keys"] = [key.key for key in instance.ssh_keys]
     files = {
         "meta-data": dump({"instance-id": instance.instance_id}),
-        "user-data": (CLOUD_CONFIG + "\n").encode("utf-8") + dump(config),
+        "user-data": ((CLOUD_CONFIG + "\n").encode("utf-8") + dump(config)
+                      if keys_in_user_data(instance) else instance.user_data_bytes()),
         "vendor-data": b"",
     }
     network = network_config(instance, 1)

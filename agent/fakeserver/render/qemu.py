@@ -5,7 +5,8 @@ no HTTP, no drive.
 ``instance-id``, ``local-hostname``, ``public-keys`` (list) and ``attributes`` (``IPV4_LOCAL``,
 ``IPV4_PUBLIC``, ``IPV6`` from the instance, plus ``platform-data: {qemu: {attributes: {…}}}``).
 ``--write-drive DIR`` (format ``dir``) writes it where the provider's test override looks
-(``CL_METADATA_CONFIG_DRIVE=DIR``), and the same file boots a guest:
+(``CL_METADATA_CONFIG_DRIVE=DIR``), and the same file boots a guest; the instance's user-data
+goes to Ignition's entry, ``opt/com.coreos/config/raw``:
 
     qemu-system-x86_64 … \\
         -fw_cfg name=opt/org.cl-metadata/meta-data,file=DIR/opt/org.cl-metadata/meta-data/raw
@@ -16,13 +17,14 @@ from __future__ import annotations
 from typing import Dict, List
 
 from ..instance import Instance
-from . import Route
+from . import Route, user_data_body
 from ._nocloud import dump
 
 PLATFORMS = ("qemu",)
 DRIVE_LABEL = "fw_cfg"  # no filesystem: only the "dir" format makes sense
 FW_CFG_NAME = "opt/org.cl-metadata/meta-data"
 FILE = FW_CFG_NAME + "/raw"
+USER_DATA_FILE = "opt/com.coreos/config/raw"
 
 
 def routes(instance: Instance) -> List[Route]:
@@ -40,4 +42,7 @@ def document(instance: Instance) -> dict:
 
 
 def drive_files(instance: Instance) -> Dict[str, bytes]:
-    return {FILE: dump(document(instance))}
+    files = {FILE: dump(document(instance))}
+    if instance.user_data is not None:  # Ignition's entry, the bytes as given
+        files[USER_DATA_FILE] = user_data_body(instance)
+    return files

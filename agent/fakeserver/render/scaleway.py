@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Optional
 from urllib.parse import parse_qs
 
 from ..instance import Instance
-from . import TEXT, Request, Response, Route, json_body
+from . import BINARY, TEXT, Request, Response, Route, json_body, user_data_body
 
 PLATFORMS = ("scaleway",)
 
@@ -88,4 +88,6 @@ def patch_state(request: Request) -> Response:
 def routes(instance: Instance) -> List[Route]:
     return [Route("/conf", conf(instance)),
             Route("/state", patch_state, method="PATCH",
-                  required_headers={"Content-Type": "application/json"})]
+                  required_headers={"Content-Type": "application/json"})] + [
+        Route("/user_data/cloud-init", Response(body=body, content_type=BINARY))
+        for body in (user_data_body(instance),) if body is not None]

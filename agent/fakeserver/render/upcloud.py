@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import List
 
 from ..instance import Instance, InstanceError
-from . import Route, json_body, text
+from . import BINARY, Response, Route, json_body, text, user_data_body
 
 PLATFORMS = ("upcloud",)
 EXTRAS = ("instance-id", "region")
@@ -28,7 +28,6 @@ def values(instance: Instance) -> dict:
         "instance_id": extra.get("instance-id", instance.uuid or instance.instance_id),
         "region": extra.get("region", instance.region),
         "public_keys": "".join(k.key + "\n" for k in instance.ssh_keys) or None,
-        "user_data": instance.user_data,
     }
 
 
@@ -38,4 +37,6 @@ def routes(instance: Instance) -> List[Route]:
                 "instance_id": found["instance_id"], "region": found["region"],
                 "public_keys": [k.key for k in instance.ssh_keys]}
     return [Route(f"/metadata/v1/{path}", text(value)) for path, value in found.items()
-            if value is not None] + [Route("/metadata/v1.json", json_body(document))]
+            if value is not None] + [Route("/metadata/v1.json", json_body(document))] + [
+        Route("/metadata/v1/user_data", Response(body=body, content_type=BINARY))
+        for body in (user_data_body(instance),) if body is not None]

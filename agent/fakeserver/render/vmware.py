@@ -4,7 +4,9 @@
 ``instance-id``, ``local-hostname`` and a netplan-shaped ``network`` key built from the
 instance's interfaces, as cloud-init's VMware datasource documents it) and
 ``guestinfo.metadata.encoding``. ``platform-data: {vmware: {encoding: plain|base64|gzip+base64}}``
-chooses the encoding (default ``gzip+base64``). A test's fake ``vmware-rpctool`` answers
+chooses the encoding (default ``gzip+base64``). The instance's user-data goes to Ignition's
+``guestinfo.ignition.config.data``, base64 (``gzip+base64`` when the user gzipped it). A
+test's fake ``vmware-rpctool`` answers
 ``info-get <key>`` from such a directory; on a real VM set them with ``govc vm.change -e``.
 """
 
@@ -15,7 +17,7 @@ import gzip
 from typing import Dict, List
 
 from ..instance import Instance
-from . import Route
+from . import Route, user_data_body
 from ._nocloud import dump, network_v2
 
 PLATFORMS = ("vmware",)
@@ -41,5 +43,10 @@ def drive_files(instance: Instance) -> Dict[str, bytes]:
         body = base64.b64encode(body)
     elif encoding != "plain":
         raise ValueError("platform-data vmware encoding: plain, base64 or gzip+base64")
-    return {"guestinfo.metadata": body,
-            "guestinfo.metadata.encoding": b"" if encoding == "plain" else encoding.encode()}
+    files = {"guestinfo.metadata": body,
+             "guestinfo.metadata.encoding": b"" if encoding == "plain" else encoding.encode()}
+    if instance.user_data is not None:  # Ignition's keys; a guestinfo value is text: base64
+        files["guestinfo.ignition.config.data"] = user_data_body(instance, "base64")
+        files["guestinfo.ignition.config.data.encoding"] = (
+            b"gzip+base64" if instance.user_data_gzip else b"base64")
+    return files

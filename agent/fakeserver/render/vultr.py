@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import List
 
 from ..instance import Instance, InstanceError
-from . import Route, json_body, text
+from . import BINARY, Response, Route, json_body, text, user_data_body
 
 PLATFORMS = ("vultr",)
 EXTRAS = ("region-code", "instance-v2-id")
@@ -29,7 +29,7 @@ def values(instance: Instance) -> dict:
         "instance-v2-id": extra.get("instance-v2-id", instance.uuid),
         "region/regioncode": extra.get("region-code", instance.region),
         "public-keys": keys,
-        "user-data": instance.user_data,
+        "user-data": instance.user_data_text(),
     }
 
 
@@ -42,4 +42,6 @@ def routes(instance: Instance) -> List[Route]:
         "public-keys": [k.key for k in instance.ssh_keys],
     }
     return [Route(f"/v1/{path}", text(value)) for path, value in found.items()
-            if value is not None] + [Route("/v1.json", json_body(document))]
+            if value is not None] + [Route("/v1.json", json_body(document))] + [
+        Route("/user-data/user-data", Response(body=body, content_type=BINARY))  # Ignition's
+        for body in (user_data_body(instance),) if body is not None]
