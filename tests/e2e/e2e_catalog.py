@@ -1,7 +1,7 @@
 """Every end-to-end scenario, in the order they boot and are listed: issue 5's and issue 6's
 (e2e_scenarios.py), then issue 11's drop-in boots (e2e_scenarios_dropin.py), then issue 12's
-network boot (e2e_scenarios_network.py) and issue 15's platform boot
-(e2e_scenarios_platforms.py)."""
+network boot (e2e_scenarios_network.py), issue 15's platform boot (e2e_scenarios_platforms.py)
+and issue 13's user-data boot (e2e_scenarios_userdata.py)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,13 @@ import e2e_scenarios
 import e2e_scenarios_dropin
 import e2e_scenarios_network
 import e2e_scenarios_platforms
+import e2e_scenarios_userdata
 from e2e_scenarios import Scenario
 
 SCENARIOS: List[Scenario] = [*e2e_scenarios.SCENARIOS, *e2e_scenarios_dropin.SCENARIOS,
                              *e2e_scenarios_network.SCENARIOS,
-                             *e2e_scenarios_platforms.SCENARIOS]
+                             *e2e_scenarios_platforms.SCENARIOS,
+                             *e2e_scenarios_userdata.SCENARIOS]
 
 
 def by_name() -> Dict[str, Scenario]:
