@@ -86,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="commands:\n"
                "  providers [--json]  list the platform ids, their sources and features\n"
                "  query [--json]      print what the platform says, writing nothing\n"
+               "  watch               keep the SSH keys in step with the platform while the\n"
+               "                      machine runs ('help watch')\n"
                "  help                this help\n\n"
                + EXIT_STATUS_HELP + "\n\n"
                "environment: CL_METADATA_ENDPOINT, CL_METADATA_CONFIG_DRIVE, CL_METADATA_CMDLINE,\n"
@@ -120,6 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ssh-keys-default", action="store_true",
                         help="write the key fragment of the settings file's ssh-users "
                              "(default: core)")
+    parser.add_argument("--ssh-keys-once", action="store_true",
+                        help="first-boot-only keys: leave a user whose key fragment exists "
+                             "alone (never rewritten nor removed)")
     parser.add_argument("--hostname", metavar="FILE", action=_Once,
                         help="write the hostname to FILE")
     parser.add_argument("--network-units", metavar="DIR", action=_Once,
@@ -287,6 +292,10 @@ def main(argv: Optional[Sequence[str]] = None, environ: Mapping[str, str] = os.e
             from cl_metadata import query
 
             return query.main(argv[1:], environ)
+        if argv[:1] == ["watch"]:  # the long-running mode (cl-metadata-watch.service)
+            from cl_metadata.watch import command as watch
+
+            return watch.main(argv[1:], environ)
         if argv[:1] == ["rd-network-kargs"] or argv[:2] == ["exp", "rd-network-kargs"]:
             from cl_metadata.network import kargs  # Afterburn spells it "exp rd-network-kargs"
 
@@ -304,9 +313,13 @@ def main(argv: Optional[Sequence[str]] = None, environ: Mapping[str, str] = os.e
                 from cl_metadata import query
 
                 query.build_parser().print_help()
+            elif argv[1:] == ["watch"]:
+                from cl_metadata.watch import command as watch
+
+                watch.build_parser().print_help()
             elif argv[1:]:
                 raise UsageError(f"help: no such command {argv[1]!r} "
-                                 "(commands: providers, query, rd-network-kargs, help)")
+                                 "(commands: providers, query, watch, rd-network-kargs, help)")
             else:
                 build_parser().print_help()
             return EXIT_OK
@@ -379,6 +392,12 @@ def _run(args, environ: Mapping[str, str]) -> int:
     ssh_users = list(args.ssh_keys)
     if args.ssh_keys_default:
         ssh_users += [user for user in settings.ssh_users if user not in ssh_users]
+    keys_taken = False  # --ssh-keys-once: every user asked for has a fragment already
+    if args.ssh_keys_once and ssh_users:
+        from cl_metadata.outputs import sshkeys_once
+
+        ssh_users = sshkeys_once.users_without_fragment(ssh_users)
+        keys_taken = not ssh_users
     prefix = flavor.prefix if args.attributes_flavor else args.attributes_prefix
     link = flavors.link_path(flavor, args.attributes)
     if link is not None:
@@ -390,6 +409,8 @@ def _run(args, environ: Mapping[str, str]) -> int:
                        networkmanager_dir=args.networkmanager_profiles,
                        check_in=args.check_in, prefix=prefix,
                        instance_data_path=args.instance_data, user_data_path=args.user_data)
+    if keys_taken and not job.needs().any():
+        return EXIT_OK  # nothing else asked for: not even the platform is asked
     if args.local_only and args.check_in:
         raise UsageError("--check-in talks to the platform over the network; "
                          "--local-only never does")

@@ -37,7 +37,7 @@ VERSION = cl_metadata.__version__
 UNIT_FILES = ["cl-metadata.service", "cl-metadata-sshkeys@.service", "cl-metadata-sshkeys.target",
               "cl-metadata-sshkeys.service", "cl-metadata-checkin.service",
               "cl-metadata-firstboot-checkin.service", "cl-metadata-network.service",
-              "afterburn.service"]
+              "cl-metadata-watch.service", "afterburn.service"]
 ALIASES = {"coreos-metadata.service": "cl-metadata.service",
            "coreos-metadata-sshkeys@.service": "cl-metadata-sshkeys@.service",
            "afterburn-sshkeys@.service": "cl-metadata-sshkeys@.service",

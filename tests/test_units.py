@@ -23,7 +23,8 @@ SERVICES = ["cl-metadata.service", "cl-metadata-sshkeys.service", "cl-metadata-s
             "cl-metadata-checkin.service", "cl-metadata-firstboot-checkin.service",
             "afterburn.service"]
 NETWORK_UNIT = "cl-metadata-network.service"  # before the network, unlike every other service
-UNIT_FILES = SERVICES + [NETWORK_UNIT, "cl-metadata-sshkeys.target"]
+WATCH_UNIT = "cl-metadata-watch.service"  # long-running, unlike every other service
+UNIT_FILES = SERVICES + [NETWORK_UNIT, WATCH_UNIT, "cl-metadata-sshkeys.target"]
 KEY_UNITS = ["cl-metadata-sshkeys.service", "cl-metadata-sshkeys@.service"]
 # what the packages ship next to the units (packaging/debian/cl-metadata.links, the spec)
 ALIASES = {"coreos-metadata.service": "cl-metadata.service",
@@ -97,6 +98,10 @@ def make_root(base: Path, *, stub_binary: bool = True) -> Path:
         binary.parent.mkdir(parents=True, exist_ok=True)
         binary.write_text("#!/bin/sh\nexit 0\n")
         binary.chmod(0o755)
+        kill = root / "bin/kill"  # the watch unit's ExecReload=
+        kill.parent.mkdir(parents=True, exist_ok=True)
+        kill.write_text("#!/bin/sh\nexit 0\n")
+        kill.chmod(0o755)
     return root
 
 
@@ -128,6 +133,7 @@ def systemctl(root: Path, *args: str) -> subprocess.CompletedProcess:
     "cl-metadata.service", "cl-metadata-sshkeys.service", "cl-metadata-sshkeys@core.service",
     "cl-metadata-sshkeys.target", "cl-metadata-checkin.service",
     "cl-metadata-firstboot-checkin.service", "afterburn.service", "cl-metadata-network.service",
+    "cl-metadata-watch.service",
     "coreos-metadata.service", "coreos-metadata-sshkeys@core.service",
     "afterburn-sshkeys@core.service", "afterburn-sshkeys.target", "afterburn-checkin.service",
     "afterburn-firstboot-checkin.service"])
@@ -329,6 +335,30 @@ def test_network_unit_runs_before_any_network_manager_and_never_uses_the_network
     assert int(single(u, "Service", "TimeoutStartSec")) > 20  # above the agent's own deadline
     assert single(u, "Service", "NoNewPrivileges") == "yes"
     assert values(u, "Unit", "ConditionKernelCommandLine") == [KILL_SWITCH]
+
+
+def test_watch_unit_is_a_watched_notify_service_off_the_boot_path():
+    u = unit(WATCH_UNIT)
+    assert single(u, "Service", "ExecStart") == (
+        f"/usr/bin/cl-metadata watch ${{CL_METADATA_OPT_PROVIDER}} {SETTINGS} "
+        "--ssh-keys-default")
+    assert values(u, "Service", "Environment") == ["CL_METADATA_OPT_PROVIDER=--cmdline"]
+    assert single(u, "Service", "Type") == "notify"
+    assert single(u, "Service", "NotifyAccess") == "main"
+    # well above the agent's 20 s keep-alive and a look's 60 s deadline
+    assert int(single(u, "Service", "WatchdogSec")) == 3 * AGENT_DEADLINE
+    assert single(u, "Service", "Restart") == "on-failure"
+    assert single(u, "Service", "ExecReload") == "/bin/kill -HUP $MAINPID"
+    assert "RemainAfterExit" not in dict(u["Service"])
+    # after the boot's key unit and multi-user.target: a dead platform holds up no boot
+    assert set(single(u, "Unit", "After").split()) == {
+        "network-online.target", "cl-metadata-sshkeys.service", "multi-user.target"}
+    assert single(u, "Install", "WantedBy") == "multi-user.target"
+    # the key unit's sandbox: writes into homes as the user
+    keys = unit("cl-metadata-sshkeys.service")
+    for key in ("ProtectSystem", "PrivateTmp", "NoNewPrivileges", "RestrictAddressFamilies"):
+        assert single(u, "Service", key) == single(keys, "Service", key)
+    assert values(u, "Service", "ProtectHome") == []
 
 
 def test_tmpfiles_lines():

@@ -58,6 +58,8 @@ class Dispatcher:
         self.platform = platform
         self.instance = instance if instance is not None else load_instance()
         self.routes = {(r.method, r.path): r for r in renderer.routes(self.instance)}
+        self._renderer = renderer
+        self.generation = 0  # counts set_instance calls: a long poll waits for it to move
         # fault_state: a file shared by servers that must count faults together (--stdio)
         shared = SharedFaultState(fault_state) if fault_state is not None else None
         if shared is not None:
@@ -71,6 +73,7 @@ class Dispatcher:
         self.log_path = Path(log_path) if log_path is not None else None
         self.requests: List[dict] = []
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
         self.in_flight = 0  # requests being answered right now
         self.max_in_flight = 0  # the most that were ever answered at once (concurrency tests)
         if self.log_path is not None:
@@ -79,7 +82,43 @@ class Dispatcher:
             except OSError as err:
                 raise UsageError(f"{self.log_path}: cannot open request log: {err.strerror}") from None
 
+    def set_instance(self, instance: Instance) -> None:
+        """Serve ``instance`` from now on, as a platform whose metadata changed while the
+        machine runs (keys added in a console); requests held in a long poll see it at once."""
+        routes = {(r.method, r.path): r for r in self._renderer.routes(instance)}
+        with self._changed:
+            self.instance, self.routes = instance, routes
+            self.generation += 1
+            self._changed.notify_all()
+
+    def wait_for_change(self, generation: int, timeout: float) -> int:
+        """Block until ``set_instance`` moved past ``generation`` or ``timeout`` passed;
+        returns the generation now served."""
+        with self._changed:
+            self._changed.wait_for(lambda: self.generation != generation, timeout)
+            return self.generation
+
     def route(self, request: Request) -> Response:
+        """The answer; a render module with ``hold(request, response, next_answer)`` may keep
+        it until the instance changes (GCE's ``wait_for_change`` long poll)."""
+        generation = self.generation
+        response = self._route(request)
+        hold = getattr(self._renderer, "hold", None)
+        if hold is None:
+            return response
+        seen = [generation]
+
+        def next_answer(timeout: float) -> Optional[Response]:
+            """The answer after the next change, None when ``timeout`` passed first."""
+            now = self.wait_for_change(seen[0], timeout)
+            if now == seen[0]:
+                return None
+            seen[0] = now
+            return self._route(request)
+
+        return hold(request, response, next_answer)
+
+    def _route(self, request: Request) -> Response:
         route = self.routes.get((request.method, request.path))
         if route is None:
             allowed = sorted(m for m, p in self.routes if p == request.path)

@@ -10,6 +10,13 @@ Instance and project attributes the instance does not have answer 404 (with the 
 lines; default absent), ``block-project-ssh-keys`` (string, default absent),
 ``numeric-project-id`` (default ``123456789012``), ``numeric-id`` (default
 ``5417201749913470931``).
+
+Every 200 answer carries an ``ETag`` (a digest of its body). The attribute directories
+``instance/attributes/`` and ``project/attributes/`` list their names, or with
+``?recursive=true`` answer one JSON object of names and values. ``?wait_for_change=true`` is the
+metadata server's long poll (``hold``): with a ``last_etag`` other than the current ETag the
+answer comes at once; otherwise it is held until the ETag changes (the server's instance is
+replaced: ``Dispatcher.set_instance``) or ``timeout_sec`` seconds pass, then the current value.
 """
 
 from __future__ import annotations
@@ -49,10 +56,56 @@ def extras(instance: Instance) -> dict:
     return extra
 
 
+def etag(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()[:16]
+
+
 def answer(value: Optional[str]) -> Response:
     if value is None:
         return Response(404, b"Not Found", TEXT, HEADERS)
-    return Response(200, value.encode("utf-8"), TEXT, HEADERS)
+    return ok(value.encode("utf-8"))
+
+
+def ok(body: bytes, content_type: str = TEXT) -> Response:
+    return Response(200, body, content_type, HEADERS + (("ETag", etag(body)),))
+
+
+def directory(entries: Dict[str, str]) -> Callable[[Request], Response]:
+    """An attribute directory: its names, or (``recursive=true``) names and values as JSON."""
+    listing = ok("".join(name + "\n" for name in entries).encode("utf-8"))
+    document = ok(json.dumps(entries, sort_keys=True).encode("utf-8"), JSON)
+
+    def respond(request: Request) -> Response:
+        recursive = parse_qs(request.query).get("recursive", [""])[0].lower() == "true"
+        return document if recursive else listing
+
+    return respond
+
+
+def hold(request: Request, response: Response,
+         next_answer: Callable[[float], Optional[Response]]) -> Response:
+    """``wait_for_change=true``: the answer once its ETag is not ``last_etag`` (or, without
+    one, not the ETag it had when asked), else the current one after ``timeout_sec``."""
+    query = parse_qs(request.query)
+    if query.get("wait_for_change", [""])[0].lower() != "true" or response.status != 200:
+        return response
+    try:
+        hang = min(float(query.get("timeout_sec", [DEFAULT_HANG])[0]), 3600.0)
+    except ValueError:
+        return Response(400, b"Bad Request: timeout_sec", TEXT, HEADERS)
+    current = dict(response.headers).get("ETag")
+    baseline = query.get("last_etag", [current])[0]
+    if baseline != current:
+        return response
+    end = time.monotonic() + hang
+    while (left := end - time.monotonic()) > 0:
+        later = next_answer(left)
+        if later is None:
+            break
+        response = later
+        if response.status != 200 or dict(response.headers).get("ETag") != baseline:
+            return response
+    return response
 
 
 def values(instance: Instance) -> Dict[str, Optional[str]]:
