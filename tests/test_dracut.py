@@ -96,6 +96,22 @@ def test_kargs_unit_runs_before_dracut_reads_the_command_line():
     assert kargs.KARGS_PATH.startswith("/etc/cmdline.d/") and kargs.KARGS_PATH.endswith(".conf")
 
 
+def test_kargs_unit_loads_the_drivers_the_module_installs():
+    # before udev is triggered nothing loads the drivers a config drive's disk or CD-ROM needs,
+    # so devtmpfs has no node to read its label from: the unit loads them, best effort
+    prefix = "-/sbin/modprobe -a -q "
+    pre = single(dracut_unit(KARGS_UNIT), "Service", "ExecStartPre")
+    assert pre.startswith(prefix)
+    loaded = pre[len(prefix):].split()
+    # installkernel() puts the same list into the initrd, host-only builds included
+    script = ('instmods() { echo "hostonly=[$hostonly] $*"; }; hostonly=yes; '
+              f'. {MODULE}/module-setup.sh; installkernel')
+    result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"hostonly=[] {' '.join(loaded)}\n"
+    assert {"virtio_blk", "virtio_scsi", "sd_mod", "sr_mod", "isofs", "vfat"} <= set(loaded)
+
+
 def test_hostname_unit_writes_the_real_roots_hostname_on_afterburns_platforms():
     u = dracut_unit(HOSTNAME_UNIT)
     conditions = values(u, "Unit", "ConditionKernelCommandLine")[1:]
@@ -242,7 +258,7 @@ def test_the_agent_and_its_python_are_inside(initramfs):
         assert (root / module.__file__.lstrip("/")).is_file()
     interpreter = os.path.realpath(sys.executable)
     assert (root / interpreter.lstrip("/")).is_file()
-    for tool in ("mount", "umount"):
+    for tool in ("mount", "umount", "modprobe"):
         assert any((root / d / tool).exists() for d in ("usr/bin", "bin", "usr/sbin", "sbin"))
 
 

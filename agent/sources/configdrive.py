@@ -19,6 +19,7 @@ from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 from cl_metadata.context import CONFIG_DRIVE_ENV
 from cl_metadata.sources.deadline import Deadline
+from cl_metadata.sources.labels import probe as probe_block_devices
 from cl_metadata.errors import ConfigDriveError, ConfigDriveNotFound, InvalidMetadata, UsageError
 
 log = logging.getLogger("cl_metadata")
@@ -27,6 +28,9 @@ DEFAULT_MAX_BYTES = 1 << 20
 MOUNT_OPTIONS = "ro,nosuid,nodev,noexec"
 MOUNT_PREFIX = "cl-metadata-drive-"
 POLL_INTERVAL = 0.1  # seconds between looks at /dev/disk/by-label while udev catches up
+# seconds between reads of the devices' own labels: a device node appears once its driver
+# (loaded by the initrd unit) has found the disk, a second or so for a SATA CD-ROM drive
+PROBE_INTERVAL = 1.0
 COMMAND_TIMEOUT = 30.0  # per mount/umount call; a wedged CD-ROM must not hang the boot forever
 # mount(8) error text in English whatever the image's locale; fixed PATH, no inherited env
 _COMMAND_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}
@@ -35,6 +39,9 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # O_NONBLOCK: opening a FIFO must not wait for a writer before fstat() can refuse it
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY
 _SYMLINK = "symlinks are not followed on a config drive"
+
+# (labels, deadline) -> (device, label) or None: how devices udev has not linked yet are found
+LabelProbe = Callable[[Sequence[str], Optional[Deadline]], Optional[Tuple[str, str]]]
 
 
 class ConfigDrive:
@@ -198,19 +205,31 @@ def _parse_json(text: str, relpath: str) -> object:
 def find_labelled_device(labels: Sequence[str], *, by_label_dir: str = "/dev/disk/by-label",
                          wait: float = 0.0, deadline: Optional[Deadline] = None,
                          sleep: Callable[[float], None] = time.sleep,
-                         clock: Callable[[], float] = time.monotonic) -> Tuple[str, str]:
-    """(resolved device path, label) of the first label present under ``by_label_dir``.
+                         clock: Callable[[], float] = time.monotonic,
+                         probe: Optional[LabelProbe] = None) -> Tuple[str, str]:
+    """(device path, label) of the first label present under ``by_label_dir``.
 
-    Polls every POLL_INTERVAL for up to ``wait`` seconds (never past ``deadline``).
+    Polls every POLL_INTERVAL for up to ``wait`` seconds (never past ``deadline``). While a
+    label is missing there, ``probe`` (when given: ``labels.probe``) reads the labels off the
+    block devices themselves, once at first and then every PROBE_INTERVAL, and once more at
+    the end of the wait: in the initrd udev has made no link yet, although the device is there.
     """
     budget = max(0.0, wait if deadline is None else deadline.cap(wait))
     end = clock() + budget
+    next_probe = clock()
     while True:
         for label in labels:
             link = os.path.join(by_label_dir, label)
             if os.path.exists(link):  # follows the udev symlink: a dangling one is not a drive
                 return os.path.realpath(link), label
         left = end - clock()
+        if probe is not None and (left <= 0 or clock() >= next_probe):
+            found = probe(labels, deadline)
+            if found is not None:
+                log.info("config drive: %s carries label %s (read from the device; no %s link)",
+                         found[0], found[1], by_label_dir)
+                return found
+            next_probe = clock() + PROBE_INTERVAL
         if left <= 0:
             break
         sleep(min(POLL_INTERVAL, left))
@@ -321,7 +340,7 @@ def _require_block_device(device: str, link: str) -> None:
 
 def _choose(labels: Sequence[str], override: Optional[str], wait: float,
             premounted: Sequence[str], deadline: Optional[Deadline], fs_types: Sequence[str],
-            by_label_dir: str):
+            by_label_dir: str, probe: Optional[LabelProbe]):
     if override is not None:
         path = os.path.abspath(override)
         if os.path.isdir(path):
@@ -337,7 +356,7 @@ def _choose(labels: Sequence[str], override: Optional[str], wait: float,
         if os.path.isdir(directory):
             return _directory(directory)
     device, label = find_labelled_device(labels, by_label_dir=by_label_dir, wait=wait,
-                                         deadline=deadline)
+                                         deadline=deadline, probe=probe)
     _require_block_device(device, os.path.join(by_label_dir, label))
     return _mounted(device, fs_types, label)
 
@@ -347,14 +366,18 @@ def open_config_drive(labels: Sequence[str], *, override: Optional[str] = None,
                       wait: float = 0.0, premounted: Sequence[str] = (),
                       deadline: Optional[Deadline] = None,
                       fs_types: Sequence[str] = ("iso9660", "vfat"),
-                      by_label_dir: str = "/dev/disk/by-label") -> Iterator[ConfigDrive]:
+                      by_label_dir: str = "/dev/disk/by-label",
+                      probe: Optional[LabelProbe] = probe_block_devices
+                      ) -> Iterator[ConfigDrive]:
     """A context manager yielding a ``ConfigDrive``.
 
     Order: ``override`` (a directory or a block device, from $CL_METADATA_CONFIG_DRIVE), then
     the first existing ``premounted`` directory, then the first of ``labels`` found under
-    ``by_label_dir`` (waiting up to ``wait`` seconds). Raises ``ConfigDriveNotFound`` when no
+    ``by_label_dir`` (waiting up to ``wait`` seconds), or read off a block device by ``probe``
+    while udev has not linked it (``None``: links only). Raises ``ConfigDriveNotFound`` when no
     drive is found, ``ConfigDriveError`` when one cannot be mounted, ``UsageError`` for a bad
     override.
     """
-    with _choose(labels, override, wait, premounted, deadline, fs_types, by_label_dir) as drive:
+    with _choose(labels, override, wait, premounted, deadline, fs_types, by_label_dir,
+                 probe) as drive:
         yield drive

@@ -20,6 +20,15 @@ depends() {
     echo systemd network
 }
 
+installkernel() {
+    # the drivers cl-metadata-rd-network-kargs.service loads before udev runs (its
+    # ExecStartPre=, the same list): virtio, SATA/IDE, SCSI and Xen disks and CD-ROM drives,
+    # and the filesystems of config drives with the code pages vfat mounts with. Host-only
+    # images would otherwise leave out what the build machine did not use.
+    hostonly='' instmods virtio_pci virtio_blk virtio_scsi ata_piix ahci xen_blkfront sd_mod \
+        sr_mod isofs vfat nls_cp437 nls_iso8859_1 nls_utf8
+}
+
 install() {
     local agent python file
     # CL_METADATA_DRACUT_AGENT: another cl-metadata command (a virtual environment's, for tests)
@@ -38,8 +47,9 @@ install() {
     done < <("$python" -I "$moddir/python-files")
     ((${#files[@]} > 0)) || { derror "cl-metadata: python-files listed nothing"; return 1; }
     inst_multiple "${files[@]}"
-    # what the config drive reader runs, and VMware's guestinfo tools when present
-    inst_multiple mount umount
+    # what the config drive reader runs, the kargs unit's modprobe, and VMware's guestinfo
+    # tools when present
+    inst_multiple mount umount modprobe
     inst_multiple -o vmware-rpctool vmtoolsd
     # the image's settings file names the platform on plain images
     [[ -f /etc/cl-metadata/cl-metadata.conf ]] && inst_simple /etc/cl-metadata/cl-metadata.conf
