@@ -14,8 +14,26 @@ import uuid
 
 import pytest
 
-from cl_metadata.context import Context
-from cl_metadata.sources.deadline import Deadline
+# Before anything else: this process and every Python it starts reach nothing beyond loopback
+# (tests/network_guard/sitecustomize.py says how), whatever a test forgets to override.
+_GUARD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "network_guard")
+if _GUARD not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        p for p in (_GUARD, os.environ.get("PYTHONPATH", "")) if p)
+
+
+def _install_network_guard() -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "cl_metadata_test_network_guard", os.path.join(_GUARD, "sitecustomize.py"))
+    spec.loader.exec_module(importlib.util.module_from_spec(spec))
+
+
+_install_network_guard()
+
+from cl_metadata.context import Context  # noqa: E402
+from cl_metadata.sources.deadline import Deadline  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IS_ROOT = os.geteuid() == 0
