@@ -90,9 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
                "                      machine runs ('help watch')\n"
                "  help                this help\n\n"
                + EXIT_STATUS_HELP + "\n\n"
-               "environment: CL_METADATA_ENDPOINT, CL_METADATA_CONFIG_DRIVE, CL_METADATA_CMDLINE,\n"
-               "  CL_METADATA_DMI_DIR, CL_METADATA_TIMEOUT, CL_METADATA_CONCURRENCY\n"
-               "  (see cl-metadata(1))")
+               "environment: CL_METADATA_ENDPOINT, CL_METADATA_ENDPOINT6, CL_METADATA_CONFIG_DRIVE,\n"
+               "  CL_METADATA_CMDLINE, CL_METADATA_DMI_DIR, CL_METADATA_TIMEOUT, CL_METADATA_CONCURRENCY,\n"
+               "  CL_METADATA_LXD_SOCKET (see cl-metadata(1))")
     # Flags with one value use _Once: repeating them is an error. --ssh-keys is repeatable.
     parser.add_argument("--provider", metavar="ID", action=_Once,
                         help="the platform id (see 'providers'), or 'auto': the platform the "
@@ -125,6 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ssh-keys-once", action="store_true",
                         help="first-boot-only keys: leave a user whose key fragment exists "
                              "alone (never rewritten nor removed)")
+    parser.add_argument("--ssh-keys-per-user", action="store_true",
+                        help="gcp/gce: write each key only to the user its 'user:' prefix "
+                             "names, among the users asked for (never root); also the "
+                             "settings file's ssh-keys-per-user")
     parser.add_argument("--hostname", metavar="FILE", action=_Once,
                         help="write the hostname to FILE")
     parser.add_argument("--network-units", metavar="DIR", action=_Once,
@@ -408,7 +412,8 @@ def _run(args, environ: Mapping[str, str]) -> int:
                        netplan_dir=args.netplan_config,
                        networkmanager_dir=args.networkmanager_profiles,
                        check_in=args.check_in, prefix=prefix,
-                       instance_data_path=args.instance_data, user_data_path=args.user_data)
+                       instance_data_path=args.instance_data, user_data_path=args.user_data,
+                       ssh_keys_per_user=args.ssh_keys_per_user or settings.ssh_keys_per_user)
     if keys_taken and not job.needs().any():
         return EXIT_OK  # nothing else asked for: not even the platform is asked
     if args.local_only and args.check_in:

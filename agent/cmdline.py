@@ -23,7 +23,6 @@ PLATFORM_KEYS = ("ignition.platform.id", "flatcar.oem.id", "coreos.oem.id")
 # are never listed: the id picks the era of the attribute names (ec2 → COREOS_EC2_*,
 # aws → AFTERBURN_AWS_*). README "Old OEM ids on the kernel command line" is this table.
 KERNEL_IDS: Mapping[str, Optional[str]] = {
-    "cloudstack": "cloudstack-configdrive",  # what ct's drop-in selected for the OEM
     "brightbox": "openstack-metadata",  # OpenStack-based: its EC2-compatible metadata service
     "rackspace": "openstack",  # OpenStack config drive
     "rackspace-onmetal": "openstack",

@@ -27,7 +27,7 @@ DMI_DIR_ENV = "CL_METADATA_DMI_DIR"
 MAX_LENGTH = 256  # SMBIOS strings are short; the kernel shows at most a page
 
 FIELDS = ("sys_vendor", "product_name", "product_version", "chassis_asset_tag", "board_vendor",
-          "bios_vendor", "bios_version")
+          "board_name", "bios_vendor", "bios_version")
 
 
 class Rule(NamedTuple):
@@ -64,6 +64,8 @@ RULES: Tuple[Rule, ...] = (
     Rule("product_name", "is", "OpenStack Nova", "openstack"),
     Rule("product_name", "is", "OpenStack Compute", "openstack"),
     Rule("sys_vendor", "is", "VMware, Inc.", "vmware"),
+    # LXD virtual machines (a plain QEMU system otherwise); containers show the host's DMI
+    Rule("board_name", "is", "LXD", "lxd"),
 )
 
 

@@ -39,6 +39,7 @@ class Job(NamedTuple):
     networkmanager_dir: Optional[str] = None
     instance_data_path: Optional[str] = None
     user_data_path: Optional[str] = None
+    ssh_keys_per_user: bool = False  # each key only to the user it names (gcp/gce)
 
     def network_outputs(self) -> Dict[str, str]:
         """Writer module name → directory, for each network stack asked for."""
@@ -84,12 +85,16 @@ def run(job: Job, context: Context) -> None:
         with entry.provider(context) as provider:
             metadata = fetch(provider, needs)
             hostname, keys, units = validate(metadata, needs, job)
+            routed = None  # user name -> keys, with --ssh-keys-per-user
+            if users and job.ssh_keys_per_user:
+                from cl_metadata.outputs import sshkeys_per_user
+                routed = sshkeys_per_user.route(provider, keys, users)
             user_data = _user_data(provider, metadata, job)  # inflated before any write
             document = None
             if job.instance_data_path is not None:  # built, and so checked, before any write
                 document = instance_data(provider, metadata, hostname, keys,
                                          warn=job.attributes_path is None)
-            _write(job, provider, metadata, hostname, keys, units, users)
+            _write(job, provider, metadata, hostname, keys, units, users, routed)
             if document is not None:
                 from cl_metadata.outputs import instancedata
                 instancedata.write(job.instance_data_path, document)
@@ -193,7 +198,7 @@ def instance_data(provider: Provider, metadata: Metadata, hostname, keys, *,
 
 
 def _write(job: Job, provider: Provider, metadata: Metadata, hostname, keys, units,
-           users) -> None:
+           users, routed=None) -> None:
     if job.attributes_path is not None:
         from cl_metadata.outputs import envfile
         envfile.write(job.attributes_path, metadata.attributes, job.prefix,
@@ -201,7 +206,7 @@ def _write(job: Job, provider: Provider, metadata: Metadata, hostname, keys, uni
     if users:
         from cl_metadata.outputs import sshkeys
         for user in users:
-            sshkeys.write_fragment(user, keys)
+            sshkeys.write_fragment(user, keys if routed is None else routed[user.pw_name])
     if job.hostname_path is not None:
         if hostname is None:
             log.info("%s: the platform gives no hostname; %s not written", provider.id,

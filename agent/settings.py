@@ -7,6 +7,7 @@ Every unit passes ``--settings`` with that path; a missing file means "no settin
     # one "key = value" per line; blank lines and lines starting with # are ignored
     provider = auto          # a provider id, "auto" (firmware DMI strings) or "none"
     ssh-users = debian       # the users --ssh-keys-default writes keys for (default: core)
+    ssh-keys-per-user = yes  # as --ssh-keys-per-user: each key only to the user it names
 
 The kernel command line still wins over ``provider``. Anything else — an unknown key, a key
 given twice, a line without ``=``, a value of the wrong shape — is a usage error naming the
@@ -32,6 +33,7 @@ _USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}\Z")
 class Settings(NamedTuple):
     provider: Optional[str] = None
     ssh_users: Tuple[str, ...] = DEFAULT_SSH_USERS
+    ssh_keys_per_user: bool = False
 
 
 def _provider(value: str) -> Optional[str]:
@@ -45,9 +47,14 @@ def _ssh_users(value: str) -> Optional[Tuple[str, ...]]:
     return tuple(dict.fromkeys(users))  # a user named twice is written once
 
 
+def _yes_no(value: str) -> Optional[bool]:
+    return {"yes": True, "true": True, "no": False, "false": False}.get(value.lower())
+
+
 _KEYS = {
     "provider": ("provider", _provider, "a provider id, auto or none"),
     "ssh-users": ("ssh_users", _ssh_users, "user names separated by spaces or commas"),
+    "ssh-keys-per-user": ("ssh_keys_per_user", _yes_no, "yes or no"),
 }
 
 

@@ -43,6 +43,8 @@ class AkamaiProvider(Provider):
     features = frozenset({ATTRIBUTES, SSH_KEYS, USER_DATA})
     user_data_source = "GET " + USER_DATA_URL
     user_data_encoding = "base64"
+    # The service's addresses, IPv4 (the one URLs name) first.
+    endpoints = ("http://169.254.169.254", "http://[fd00:a9fe:a9fe::1]")
 
     def _get_many(self, urls: List[str]) -> List[Optional[Dict[str, Any]]]:
         token = self.once("token", self._put_token)

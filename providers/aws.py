@@ -58,6 +58,9 @@ class AwsProvider(Provider):
     features = frozenset({ATTRIBUTES, SSH_KEYS, HOSTNAME, USER_DATA})
     user_data_source = "GET " + DATA + USER_DATA_PATH
     STEM = "AWS"
+    # The service's addresses, IPv4 (the one URLs name) first. The IPv6 one answers only on
+    # Nitro instances whose metadata options enable it (HttpProtocolIpv6, off by default).
+    endpoints = ("http://169.254.169.254", "http://[fd00:ec2::254]")
 
     def __init__(self, context):
         super().__init__(context)

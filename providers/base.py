@@ -40,6 +40,10 @@ class Provider:
     # Attribute names also written without the COREOS_/AFTERBURN_ prefix, for consumers that
     # read them so (ct's cloudstack-configdrive hostname).
     unprefixed_attributes: ClassVar[Tuple[str, ...]] = ()
+    # The metadata service's addresses, when it publishes more than one: the IPv4 origin the
+    # provider's URLs name first, then its IPv6 origins; the HTTP client uses whichever connects
+    # (an IPv6-only machine gets its metadata). Empty: the URLs' own host only.
+    endpoints: ClassVar[Tuple[str, ...]] = ()
     # With USER_DATA: where the platform keeps the user-data (a URL or file, named in errors
     # and in the README's table) and its transport encoding ("raw", "base64", …).
     user_data_source: ClassVar[str] = ""
@@ -47,6 +51,8 @@ class Provider:
 
     def __init__(self, context: Context):
         self.context = context
+        if self.endpoints:
+            context.use_endpoints(self.endpoints)
         self._once_lock = threading.Lock()
         self._once_values: Dict[str, object] = {}
 

@@ -12,12 +12,15 @@ SSH keys, upstream's order: instance ``sshKeys`` (when it has a line, only those
 ``1``, ``t``…), project ``sshKeys`` and ``ssh-keys``. The six values are fetched at once (one
 round trip, even when project keys then go unused). Lines are ``user:key``. Policy:
 - The ``user:`` prefix is dropped and every key goes to the ``--ssh-keys`` user, as upstream
-  does (one target user per unit instance; no accounts are created).
+  does (one target user per unit instance; no accounts are created). ``ssh_keys_by_user``
+  gives each key with its user for the opt-in per-user routing
+  (:mod:`cl_metadata.outputs.sshkeys_per_user`), which decides who gets what.
 - A key whose comment is ``google-ssh {"expireOn": …}`` is kept only while that time is in the
   future; an unparsable or missing expiry drops it (Google's guest agent does the same).
 - A line without ``user:`` is dropped with a warning (upstream failed the whole run); after
   five such warnings one line counts the rest.
-- Keys are de-duplicated by type and key data, first occurrence kept (instance before project).
+- Keys are de-duplicated by type and key data, first occurrence kept (instance before project);
+  by user, type and key data for ``ssh_keys_by_user``.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from __future__ import annotations
 import datetime
 import logging
 import re
-from typing import Callable, Dict, List, Mapping, Optional
+from typing import Callable, Dict, List, Mapping, Optional, Tuple
 
 from cl_metadata.parsing import documents, formats
 from cl_metadata.dropped import DroppedItems
@@ -82,8 +85,14 @@ class GcpProvider(Provider):
         return self._values([path])[path]
 
     def ssh_keys(self) -> List[str]:
+        return unique_keys(self.ssh_keys_by_user())
+
+    def ssh_keys_by_user(self) -> List[Tuple[str, str]]:
+        """(user, key line) of every key to install, as the ``user:`` prefixes name them;
+        read once per run (the dropped-line warnings are logged once)."""
         paths = [INSTANCE_LEGACY_KEYS, INSTANCE_KEYS, BLOCK_PROJECT_KEYS, *PROJECT_KEYS]
-        return parse_ssh_keys(self._values(paths), self.clock())
+        return self.once("user-keys",
+                         lambda: parse_user_keys(self._values(paths), self.clock()))
 
     def user_data(self) -> Optional[bytes]:
         # bytes as served (not _values: no stripping), the response's flavor checked too
@@ -99,13 +108,27 @@ class GceProvider(GcpProvider):
 
 def parse_ssh_keys(values: Mapping[str, Optional[str]], now: datetime.datetime) -> List[str]:
     """The key lines to install, from the attribute values by path (see the module docstring)."""
+    return unique_keys(parse_user_keys(values, now))
+
+
+def unique_keys(user_keys: List[Tuple[str, str]]) -> List[str]:
+    """The key lines without their users, each key (type and data) once, first kept."""
+    keys: Dict[str, str] = {}  # identity -> line, in first-seen order
+    for _user, key in user_keys:
+        keys.setdefault(" ".join(key.split()[:2]), key)
+    return list(keys.values())
+
+
+def parse_user_keys(values: Mapping[str, Optional[str]],
+                    now: datetime.datetime) -> List[Tuple[str, str]]:
+    """(user, key line) of every key to install, each user's key once, in the order served."""
     if formats.key_lines(values.get(INSTANCE_LEGACY_KEYS)):
         sources = [INSTANCE_LEGACY_KEYS]
     elif (values.get(BLOCK_PROJECT_KEYS) or "") in TRUE:
         sources = [INSTANCE_KEYS]
     else:
         sources = [INSTANCE_KEYS, *PROJECT_KEYS]
-    keys: Dict[str, str] = {}  # identity -> line, in first-seen order
+    keys: Dict[Tuple[str, str], Tuple[str, str]] = {}  # (user, identity) -> pair, in order
     dropped = DroppedItems("ssh key lines")
     for path in sources:
         for number, line in enumerate(formats.key_lines(values.get(path)), 1):
@@ -117,7 +140,8 @@ def parse_ssh_keys(values: Mapping[str, Optional[str]], now: datetime.datetime) 
                 dropped.add(f"{BASE + path} line {number} dropped: expired or unreadable "
                             "google-ssh expiry")
             else:
-                keys.setdefault(" ".join(key.split()[:2]), key)
+                user = user.strip()
+                keys.setdefault((user, " ".join(key.split()[:2])), (user, key))
     dropped.log(log)
     return list(keys.values())
 

@@ -39,6 +39,8 @@ class OpenNebulaProvider(Provider):
     description = "OpenNebula contextualization CD-ROM (CONTEXT drive, context.sh)"
     source = "config drive"
     features = frozenset({ATTRIBUTES, SSH_KEYS, HOSTNAME, NETWORK_UNITS, USER_DATA})
+    user_data_source = CONTEXT + " USER_DATA, else USERDATA"
+    user_data_encoding = "raw, or base64 when USERDATA_ENCODING says so"
 
     def __init__(self, context):
         super().__init__(context)

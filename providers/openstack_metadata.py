@@ -45,6 +45,9 @@ class OpenStackMetadataProvider(Provider):
     source = "http"
     features = frozenset({ATTRIBUTES, SSH_KEYS, HOSTNAME, NETWORK_UNITS, USER_DATA})
     user_data_source = "GET " + USER_DATA_URL
+    # The service's addresses, IPv4 (the one URLs name) first. The IPv6 one is link-local:
+    # it is tried on every interface with an IPv6 link-local address of its own.
+    endpoints = (BASE, "http://[fe80::a9fe:a9fe]")
 
     def attributes(self) -> Dict[str, str]:
         urls = [META_DATA + path for path in ATTRIBUTE_PATHS.values()]

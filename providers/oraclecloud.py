@@ -48,6 +48,8 @@ class OracleCloudProvider(Provider):
     features = frozenset({ATTRIBUTES, SSH_KEYS, HOSTNAME, USER_DATA})
     user_data_source = "GET " + USER_DATA_URL
     user_data_encoding = "base64"
+    # The service's addresses, IPv4 (the one URLs name) first.
+    endpoints = ("http://169.254.169.254", "http://[fd00:c1::a9fe:a9fe]")
 
     def _document(self) -> Dict[str, Any]:
         return formats.json_object(self.context.http.get(INSTANCE_URL, headers=HEADERS), SOURCE)

@@ -51,6 +51,9 @@ class ScalewayProvider(Provider):
     source = "http"
     features = frozenset({ATTRIBUTES, SSH_KEYS, HOSTNAME, CHECK_IN, USER_DATA})
     user_data_source = "GET " + USER_DATA_URL
+    # The service's addresses, IPv4 (the one URLs name) first: an IPv6-only instance has
+    # only the second.
+    endpoints = (BASE, "http://[fd00:42::42]")
 
     def _document(self) -> Dict[str, Any]:
         return formats.json_object(self.context.http.get(CONF), SOURCE)

@@ -85,6 +85,7 @@ def plan(provider: str, features: frozenset, source: str, out: Path) -> List[str
     env: Dict[str, str] = {}
     standins: List[str] = []
     serve = False
+    listen = ["--bind", "127.0.0.1"]
     if provider == "vmware":
         write_drive(provider, instance, out / "guestinfo")
         write_vmware_rpctool(out / "bin", out / "guestinfo")
@@ -92,6 +93,9 @@ def plan(provider: str, features: frozenset, source: str, out: Path) -> List[str
     elif "config drive" in source or provider == "qemu":
         write_drive(provider, instance, out / "drive")
         env["CL_METADATA_CONFIG_DRIVE"] = str(out / "drive")
+    elif source == "local socket":  # LXD/Incus guest API: the fake server on a unix socket
+        serve = True
+        listen = ["--unix-socket", str(out / "guest-api.sock")]
     elif provider == "vagrant-virtualbox":
         standins = ["--interface", "lo"]  # the machine's own eth1, played by loopback
     else:
@@ -123,7 +127,7 @@ def plan(provider: str, features: frozenset, source: str, out: Path) -> List[str
         command = ["env", *(f"{name}={value}" for name, value in env.items()), *command]
     if serve:
         command = fake_server("--platform", provider, "--instance", str(instance),
-                              "--bind", "127.0.0.1", "--log", str(out / "requests.jsonl"),
+                              *listen, "--log", str(out / "requests.jsonl"),
                               "--", *command)
     return command
 

@@ -63,6 +63,16 @@ COMPUTED: Mapping[str, Mapping[str, str]] = {
                          "IPv4 of the first interface with static addresses",
         "KUBEVIRT_IPV6": "the same, first IPv6",
     },
+    "incus": {
+        "INCUS_INSTANCE_ID": "`/1.0/meta-data` `instance-id`",
+        "INCUS_HOSTNAME": "`/1.0/meta-data` `local-hostname`",
+        "INCUS_INSTANCE_TYPE": "`/1.0` `instance_type` (`container`, `virtual-machine`)",
+    },
+    "lxd": {
+        "LXD_INSTANCE_ID": "`/1.0/meta-data` `instance-id`",
+        "LXD_HOSTNAME": "`/1.0/meta-data` `local-hostname`",
+        "LXD_INSTANCE_TYPE": "`/1.0` `instance_type` (`container`, `virtual-machine`)",
+    },
     "nocloud": {
         "NOCLOUD_INSTANCE_ID": "`meta-data` `instance-id`",
         "NOCLOUD_HOSTNAME": "`user-data` (`#cloud-config`) `hostname`, else `fqdn`, else "
@@ -107,6 +117,10 @@ COMPUTED: Mapping[str, Mapping[str, str]] = {
         "QEMU_<NAME>": "fw_cfg `attributes` mapping, one name per key (`IPV4_LOCAL` → "
                        "`QEMU_IPV4_LOCAL`)",
     },
+    "vmware": {
+        "VMWARE_INSTANCE_ID": "guestinfo `guestinfo.metadata` `instance-id`",
+        "VMWARE_HOSTNAME": "guestinfo `guestinfo.metadata` `local-hostname`",
+    },
     "vagrant-virtualbox": {
         "VAGRANT_VIRTUALBOX_HOSTNAME": "the machine's own hostname",
         "VAGRANT_VIRTUALBOX_PRIVATE_IPV4": "the first IPv4 address of `eth1`",
@@ -120,6 +134,8 @@ TABLES: Mapping[str, List[Tuple[str, str, str]]] = {
     "aliyun": [("aliyun", "ATTRIBUTE_PATHS", "`{}`")],
     "aws": [("aws", "ATTRIBUTE_PATHS", "`{}`|AWS_")],
     "ec2": [("aws", "ATTRIBUTE_PATHS", "`{}`|EC2_")],
+    "cloudstack": [("cloudstack_configdrive", "ATTRIBUTE_FILES", "drive `{}`"),
+                   ("cloudstack_metadata", "ATTRIBUTE_PATHS", "service `{}`")],
     "cloudstack-configdrive": [("cloudstack_configdrive", "ATTRIBUTE_FILES", "drive `{}`")],
     "cloudstack-metadata": [("cloudstack_metadata", "ATTRIBUTE_PATHS", "`{}`")],
     "digitalocean": [],  # ADDRESS_BLOCKS, rendered by _digitalocean()
@@ -192,7 +208,8 @@ def table_sources(provider_id: str) -> Dict[str, str]:
     for module, table, template in TABLES.get(provider_id, ()):
         fmt, _, stem = template.partition("|")
         for key, value in getattr(_module(module), table).items():
-            sources[stem + key] = fmt.format(_value_text(value))
+            text = fmt.format(_value_text(value))  # a name two sources give lists both
+            sources[stem + key] = sources[stem + key] + "; " + text if stem + key in sources else text
     return sources
 
 
@@ -212,7 +229,7 @@ def emitted_names() -> Dict[str, Set[str]]:
     from cl_metadata.fakeserver.drive import write_tree
     from cl_metadata.fakeserver.instance import load_instance
     from cl_metadata.fakeserver.render import renderer_for
-    from cl_metadata.fakeserver.server import FakeServer
+    from cl_metadata.fakeserver.server import FakeServer, UnixFakeServer
 
     machine = load_instance(MACHINE_PATH)
     names: Dict[str, Set[str]] = {}
@@ -232,6 +249,13 @@ def emitted_names() -> Dict[str, Set[str]]:
                     with FakeServer(provider_id, machine) as server:
                         provider = cls(make_context(server, timeout=10))
                         names[provider_id] = set(provider.attributes())
+                elif cls.source == "local socket":  # the LXD/Incus guest API
+                    with UnixFakeServer(provider_id, machine,
+                                        socket_path=Path(tmp, provider_id + ".sock")) as server:
+                        context = make_context(
+                            environ={"CL_METADATA_LXD_SOCKET": server.socket_path})
+                        names[provider_id] = set(cls(context).attributes())
+                        context.close()
                 elif cls.source.startswith("local"):
                     names[provider_id] = set()  # reads the machine itself: COMPUTED has them
                 else:
@@ -319,8 +343,10 @@ def render(emitted: Optional[Mapping[str, Set[str]]] = None) -> str:
         if provider_id in BASES:
             module, constant = BASES[provider_id]
             add(f"Paths and fields are those of `{getattr(_module(module), constant)}`.")
-        if provider_id == "cloudstack-metadata":
-            add("Paths are under `http://<DHCP server identifier>/latest/meta-data/`.")
+        if provider_id in ("cloudstack", "cloudstack-metadata"):
+            add("Service paths are under `http://<DHCP server identifier>/latest/meta-data/`."
+                if provider_id == "cloudstack" else
+                "Paths are under `http://<DHCP server identifier>/latest/meta-data/`.")
         add("")
         table = rows(provider_id, emitted[provider_id])
         if not table:

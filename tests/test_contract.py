@@ -9,13 +9,14 @@ import os
 
 import pytest
 
-from cl_metadata.sources import dhcp
+from cl_metadata.sources import configdrive, dhcp
 
 from cl_metadata import registry
 from cl_metadata.fakeserver.drive import write_tree
 from cl_metadata.fakeserver.instance import load_instance
 from cl_metadata.fakeserver.render import renderer_for
-from cl_metadata.fakeserver.server import FakeServer
+from cl_metadata.fakeserver.server import FakeServer, UnixFakeServer
+from cl_metadata.fakeserver.standins import write_vmware_rpctool
 
 from conftest import make_context
 
@@ -67,6 +68,8 @@ DRIVE_FACTS = {
     "openstack": HTTP_FACTS["openstack-metadata"],
     "cloudstack-configdrive": {"instance_id": "CLOUDSTACK_INSTANCE_ID", "uuid": "CLOUDSTACK_VM_ID",
                                "hostname_short": "CLOUDSTACK_LOCAL_HOSTNAME"},
+    "cloudstack": {"instance_id": "CLOUDSTACK_INSTANCE_ID", "uuid": "CLOUDSTACK_VM_ID",
+                   "hostname_short": "CLOUDSTACK_LOCAL_HOSTNAME"},  # the drive, when there is one
     "ibmcloud": {"instance_id": "IBMCLOUD_INSTANCE_ID",
                  "hostname_short": "IBMCLOUD_LOCAL_HOSTNAME"},
     "ibmcloud-classic": {"uuid": "IBMCLOUD_CLASSIC_INSTANCE_ID",
@@ -81,6 +84,14 @@ DRIVE_FACTS = {
                    "public": "OPENNEBULA_IPV4_PUBLIC", "hostname": "OPENNEBULA_HOSTNAME"},
     "qemu": {"instance_id": "QEMU_INSTANCE_ID", "private": "QEMU_IPV4_LOCAL",
              "public": "QEMU_IPV4_PUBLIC", "hostname": "QEMU_HOSTNAME"},
+    # guestinfo, read through a stand-in vmware-rpctool
+    "vmware": {"instance_id": "VMWARE_INSTANCE_ID", "hostname": "VMWARE_HOSTNAME"},
+}
+
+# the LXD/Incus guest API, served on a unix socket
+SOCKET_FACTS = {
+    "lxd": {"instance_id": "LXD_INSTANCE_ID", "hostname": "LXD_HOSTNAME"},
+    "incus": {"instance_id": "INCUS_INSTANCE_ID", "hostname": "INCUS_HOSTNAME"},
 }
 
 EXPECTED = {"instance_id": MACHINE.instance_id, "uuid": MACHINE.uuid,
@@ -96,7 +107,7 @@ def without_prefix_length(value):
 def check(provider_id, provider):
     cls = type(provider)
     attributes = provider.attributes()
-    for fact, name in {**HTTP_FACTS, **DRIVE_FACTS}[provider_id].items():
+    for fact, name in {**HTTP_FACTS, **DRIVE_FACTS, **SOCKET_FACTS}[provider_id].items():
         assert name in attributes, f"{provider_id}: {fact} not written as {name}"
         assert without_prefix_length(attributes[name]) == EXPECTED[fact], (provider_id, fact)
     if "ssh-keys" in cls.features:
@@ -135,14 +146,65 @@ def test_http_platform(provider_id, monkeypatch, tmp_path):
 def test_every_drive_platform_is_in_the_contract():
     drive_ids = {pid for pid in registry.BUILTIN
                  if "config drive" in registry.get(pid).provider.source
-                 or registry.get(pid).provider.source.startswith("local")}
-    # vmware has no attributes; vagrant-virtualbox reads the machine itself
-    assert drive_ids - {"vmware", "vagrant-virtualbox"} == set(DRIVE_FACTS)
+                 or registry.get(pid).provider.source == "local"}
+    # vagrant-virtualbox reads the machine itself
+    assert drive_ids - {"vagrant-virtualbox"} == set(DRIVE_FACTS)
 
 
 @pytest.mark.parametrize("provider_id", sorted(DRIVE_FACTS))
-def test_config_drive_platform(provider_id, tmp_path):
+def test_config_drive_platform(provider_id, tmp_path, monkeypatch):
     drive = tmp_path / "drive"
     write_tree(renderer_for(provider_id).drive_files(MACHINE), drive)
+    if provider_id == "vmware":  # guestinfo keys as files, answered by a stand-in tool
+        write_vmware_rpctool(tmp_path / "bin", drive)
+        monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
     context = make_context(environ={"CL_METADATA_CONFIG_DRIVE": str(drive)})
     check(provider_id, registry.get(provider_id).provider(context))
+
+
+# platforms that read a config drive, else a metadata service: without the drive, the service's
+# names (a machine without a drive is one that boots from the service)
+DRIVE_ELSE_HTTP = {"openstack": "openstack-metadata", "cloudstack": "cloudstack-metadata"}
+
+
+def test_every_drive_else_http_platform_is_checked_without_its_drive():
+    assert {pid for pid in registry.BUILTIN
+            if registry.get(pid).provider.source == "config drive, else http"} \
+        == set(DRIVE_ELSE_HTTP)
+
+
+@pytest.mark.parametrize("provider_id", sorted(DRIVE_ELSE_HTTP))
+def test_drive_else_http_platform_without_its_drive(provider_id, monkeypatch, tmp_path):
+    real = configdrive.find_labelled_device
+    (tmp_path / "by-label").mkdir()  # no labelled drive, whatever this machine has
+    monkeypatch.setattr(configdrive, "find_labelled_device", lambda labels, **kw: real(
+        labels, **dict(kw, by_label_dir=str(tmp_path / "by-label"))))
+    leases = tmp_path / "run/systemd/netif/leases"
+    leases.mkdir(parents=True)
+    (leases / "2").write_text("ADDRESS=10.20.30.40\nSERVER_ADDRESS=10.20.0.1\n")
+    monkeypatch.setattr(dhcp, "ROOT", str(tmp_path))
+    with FakeServer(provider_id, MACHINE) as server:
+        provider = registry.get(provider_id).provider(make_context(server, timeout=10))
+        attributes = provider.attributes()
+        for fact, name in HTTP_FACTS[DRIVE_ELSE_HTTP[provider_id]].items():
+            assert attributes.get(name) == EXPECTED[fact], (provider_id, fact)
+        assert set(provider.ssh_keys()) == KEYS
+        assert server.requests
+
+
+def test_every_socket_platform_is_in_the_contract():
+    socket_ids = {pid for pid in registry.BUILTIN
+                  if registry.get(pid).provider.source == "local socket"}
+    assert socket_ids == set(SOCKET_FACTS)
+
+
+@pytest.mark.parametrize("provider_id", sorted(SOCKET_FACTS))
+def test_socket_platform(provider_id, tmp_path):
+    with UnixFakeServer(provider_id, MACHINE, socket_path=tmp_path / "sock") as server:
+        context = make_context(environ={"CL_METADATA_LXD_SOCKET": server.socket_path})
+        try:
+            check(provider_id, registry.get(provider_id).provider(context))
+        finally:
+            context.close()
+        assert {r["path"] for r in server.requests} >= {"/1.0/meta-data",
+                                                         "/1.0/config/cloud-init.user-data"}

@@ -79,9 +79,14 @@ def test_the_demo_shows_every_output_the_platform_has(demos, provider):
     if "network-units" in features:
         assert all(re.search(r"^\[(Match|NetDev)\]$", unit, re.M) for unit in shown["network unit"])
     # HTTP platforms: the requests are shown, and every one went to the loopback fake server
+    # (the LXD/Incus guest API: to its socket in the demo's directory)
     command = result.stdout.splitlines()[0]
     if "cl-metadata-fake-server" in command:
-        assert "--bind 127.0.0.1" in command
+        if registry.get(provider).provider.source == "local socket":
+            assert f"--unix-socket {out}/guest-api.sock " in command
+            assert not (out / "guest-api.sock").exists()  # removed when the demo ended
+        else:
+            assert "--bind 127.0.0.1" in command
         requests = shown["requests the fake server saw"][0].splitlines()
         assert requests and all(re.fullmatch(r"[2-5]\d\d [A-Z]+ /\S*", r) for r in requests)
 

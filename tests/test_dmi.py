@@ -36,6 +36,8 @@ CLOUDS = {
     "open-telekom-cloud": ({"sys_vendor": "QEMU", "product_name": "Standard PC",
                             "chassis_asset_tag": "OpenTelekomCloud"}, "openstack"),
     "vmware": ({"sys_vendor": "VMware, Inc.", "product_name": "VMware7,1"}, "vmware"),
+    "lxd-vm": ({"sys_vendor": "QEMU", "product_name": "Standard PC (Q35 + ICH9, 2009)",
+                "board_vendor": "Canonical Ltd.", "board_name": "LXD"}, "lxd"),
 }
 UNRECOGNISED = {
     "plain-qemu": {"sys_vendor": "QEMU", "product_name": "Standard PC (Q35 + ICH9, 2009)",

@@ -25,7 +25,7 @@ from cl_metadata import registry
 from cl_metadata.fakeserver.drive import write_tree
 from cl_metadata.fakeserver.instance import Instance, NetworkInterface, SshKey
 from cl_metadata.fakeserver.render import platforms as renderer_platforms, renderer_for
-from cl_metadata.fakeserver.server import FakeServer
+from cl_metadata.fakeserver.server import FakeServer, UnixFakeServer
 from cl_metadata.fakeserver.standins import write_vmware_rpctool
 from cl_metadata.outputs.sshkeys import validate_keys
 
@@ -204,6 +204,10 @@ def test_no_metadata_value_reaches_any_output(provider_id, agent_env, tmp_path, 
     elif provider_id in DRIVE_PLATFORMS:
         write_tree(renderer_for(provider_id).drive_files(MACHINE), tmp_path / "drive")
         agent_env["CL_METADATA_CONFIG_DRIVE"] = str(tmp_path / "drive")
+    elif registry.get(provider_id).provider.source == "local socket":  # LXD/Incus guest API
+        server = UnixFakeServer(provider_id, MACHINE, socket_path=tmp_path / "guest-api.sock")
+        server.start()
+        agent_env["CL_METADATA_LXD_SOCKET"] = server.socket_path
     elif provider_id != "vagrant-virtualbox":
         server = FakeServer(provider_id, MACHINE)
         server.start()

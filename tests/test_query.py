@@ -22,7 +22,7 @@ from cl_metadata import registry
 from cl_metadata.fakeserver.drive import write_tree
 from cl_metadata.fakeserver.instance import load_instance
 from cl_metadata.fakeserver.render import renderer_for
-from cl_metadata.fakeserver.server import FakeServer
+from cl_metadata.fakeserver.server import FakeServer, UnixFakeServer
 from cl_metadata.fakeserver.standins import write_vmware_rpctool
 
 from conftest import REPO
@@ -80,6 +80,10 @@ class Platform:
         elif provider_id in DRIVE_PLATFORMS:
             write_tree(renderer_for(provider_id).drive_files(machine), tmp_path / "drive")
             self.env["CL_METADATA_CONFIG_DRIVE"] = str(tmp_path / "drive")
+        elif registry.get(provider_id).provider.source == "local socket":  # LXD/Incus
+            self.server = UnixFakeServer(provider_id, machine,
+                                         socket_path=tmp_path / f"{provider_id}.sock").start()
+            self.env["CL_METADATA_LXD_SOCKET"] = self.server.socket_path
         elif provider_id != "vagrant-virtualbox":
             self.server = FakeServer(provider_id, machine).start()
             self.env["CL_METADATA_ENDPOINT"] = self.server.url

@@ -23,7 +23,9 @@ def test_missing_file_is_no_settings_and_core_is_the_default_user(tmp_path):
 @pytest.mark.parametrize("text, line, cause", [
     ("provider = aws\nprovider = gcp\n", 2, "provider given a second time"),
     ("# ok\nprovider aws\n", 2, "not a 'key = value' line"),
-    ("providers = aws\n", 1, "unknown key 'providers' (known: provider, ssh-users)"),
+    ("providers = aws\n", 1, "unknown key 'providers' (known: provider, ssh-users, "
+                             "ssh-keys-per-user)"),
+    ("ssh-keys-per-user = maybe\n", 1, "ssh-keys-per-user must be yes or no"),
     ("provider = AWS EC2\n", 1, "provider must be a provider id, auto or none"),
     ("provider =\n", 1, "provider must be a provider id, auto or none"),
     ("\n\nssh-users = root;id\n", 3, "ssh-users must be user names separated by spaces or commas"),

@@ -25,7 +25,7 @@ from cl_metadata.fakeserver.drive import write_tree
 from cl_metadata.fakeserver.faults import Fault
 from cl_metadata.fakeserver.instance import load_instance
 from cl_metadata.fakeserver.render import renderer_for
-from cl_metadata.fakeserver.server import FakeServer
+from cl_metadata.fakeserver.server import FakeServer, UnixFakeServer
 from cl_metadata.fakeserver.standins import write_vmware_rpctool
 from cl_metadata.outputs import userdata
 from cl_metadata.providers.base import USER_DATA
@@ -34,8 +34,7 @@ from cl_metadata.sources import dhcp
 from conftest import run_agent
 
 REPO = Path(__file__).resolve().parent.parent
-# opennebula arrives with its own engineer's tests (its provider and renderer are new)
-PENDING = {"opennebula"}
+PENDING = set()  # platforms whose user-data tests are still to come
 PLATFORMS = sorted(pid for pid in registry.BUILTIN
                    if USER_DATA in registry.get(pid).provider.features and pid not in PENDING)
 HTTP = [pid for pid in PLATFORMS if registry.get(pid).provider.source == "http"]
@@ -73,6 +72,13 @@ def platform(pid, instance, tmp_path, monkeypatch, faults=()):
         monkeypatch.setattr(dhcp, "ROOT", str(tmp_path / "root"))
         with FakeServer(pid, instance, faults=list(faults)) as server:
             env["CL_METADATA_ENDPOINT"] = server.url
+            yield env, server
+        return
+    if registry.get(pid).provider.source == "local socket":  # the LXD/Incus guest API
+        tmp_path.mkdir(parents=True, exist_ok=True)
+        with UnixFakeServer(pid, instance, faults=list(faults),
+                            socket_path=tmp_path / "guest-api.sock") as server:
+            env["CL_METADATA_LXD_SOCKET"] = server.socket_path
             yield env, server
         return
     drive = tmp_path / "drive"

@@ -164,6 +164,21 @@ _KUBEVIRT = {
     "project-id": None,
     "mac": "02:4c:2d:7a:00:15",
 }
+# LXD/Incus: the instance name is its host name, cloud-init's instance id a UUID, MACs from
+# LXD's 00:16:3e prefix, addresses from the lxdbr0 bridge's 10.x/24
+_LXD = {
+    "instance-id": "6b1d3a52-8c0e-4f7a-9d21-3e5f7a9c0b14",
+    "uuid": None,
+    "hostname": "demo-1",
+    "local-ipv4": "10.158.27.15",
+    "public-ipv4": None,
+    "region": None,
+    "availability-zone": None,
+    "instance-type": None,
+    "image-id": None,
+    "project-id": None,
+    "mac": "00:16:3e:4c:2d:7a",
+}
 # cloud-init's own NoCloud example id; local QEMU/KVM MACs
 _NOCLOUD = {
     "instance-id": "iid-local01",
@@ -312,14 +327,17 @@ OVERRIDES: Dict[str, Dict[str, Any]] = {
     "aliyun": _ALIYUN,
     "aws": _EC2, "ec2": _EC2,
     "azure": _AZURE, "azurestack": _AZURE,
-    "cloudstack-configdrive": _CLOUDSTACK, "cloudstack-metadata": _CLOUDSTACK,
+    "cloudstack": _CLOUDSTACK, "cloudstack-configdrive": _CLOUDSTACK,
+    "cloudstack-metadata": _CLOUDSTACK,
     "digitalocean": _DIGITALOCEAN,
     "exoscale": _EXOSCALE,
     "gcp": _GCE, "gce": _GCE,
     "hetzner": _HETZNER,
     "ibmcloud": _IBMCLOUD,
     "ibmcloud-classic": _IBMCLOUD_CLASSIC,
+    "incus": _LXD,
     "kubevirt": _KUBEVIRT,
+    "lxd": _LXD,
     "nocloud": _NOCLOUD,
     "nutanix": _NUTANIX,
     "opennebula": _OPENNEBULA,

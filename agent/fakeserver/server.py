@@ -11,6 +11,7 @@ import http
 import json
 import os
 import socket
+import socketserver
 import struct
 import sys
 import threading
@@ -469,3 +470,71 @@ class FakeServer:
 
     def __exit__(self, *exc_info) -> None:
         self.stop()
+
+
+# --- the guest API on a unix socket (LXD, Incus) ---------------------------------------------
+
+
+class UnixSocketRefused(UsageError, ValueError):
+    """The server creates its socket only at a new path outside the machine's device tree."""
+
+
+class _UnixSocketHandler(MetadataHandler):
+    disable_nagle_algorithm = False  # TCP_NODELAY is a TCP option; a unix socket has none
+
+
+class _UnixSocketServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+    request_queue_size = 128
+    block_on_close = False
+
+    def handle_error(self, request, client_address):
+        if not isinstance(sys.exc_info()[1], (ConnectionError, socket.timeout)):
+            super().handle_error(request, client_address)
+
+
+def unix_socket_path(path: Union[str, Path]) -> str:
+    """``path`` as an absolute path the server may create its socket at: never under
+    ``/dev`` (where the real guest API lives), never over an existing file."""
+    absolute = os.path.abspath(os.fspath(path))
+    if absolute == "/dev" or absolute.startswith("/dev/"):
+        raise UnixSocketRefused(f"refusing to create a socket under /dev ({absolute}): the fake "
+                                "server serves only at a path of its own")
+    if os.path.lexists(absolute):
+        raise UnixSocketRefused(f"{absolute}: already exists; the fake server creates its "
+                                "socket at a new path")
+    return absolute
+
+
+class UnixFakeServer(FakeServer):
+    """The same server on a unix socket at ``socket_path`` (a new path, removed on stop):
+    the LXD and Incus guest API. Faults, the request log and ``requests`` work as over TCP."""
+
+    def __init__(self, platform: str, instance: Optional[Instance] = None, *,
+                 socket_path: Union[str, Path], **options):
+        self.socket_path = unix_socket_path(socket_path)
+        super().__init__(platform, instance, **options)
+
+    def start(self) -> "UnixFakeServer":
+        if self._httpd is not None:
+            return self
+        httpd = _UnixSocketServer(self.socket_path, _UnixSocketHandler)
+        httpd.dispatcher = self.dispatcher
+        self._httpd = httpd
+        self._thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="fake-metadata-unix", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        running = self._httpd is not None
+        super().stop()
+        if running:
+            try:
+                os.unlink(self.socket_path)
+            except FileNotFoundError:
+                pass
+
+    @property
+    def url(self) -> str:
+        return f"unix:{self.socket_path}"

@@ -283,7 +283,9 @@ def run(args, environ) -> int:
     Runs in the initrd before the network is up, so only sources on the machine are read
     (config drives, guestinfo, firmware entries); a platform read over the network, or one
     that describes no interfaces, gets the distributor's ``--default-value`` (nothing without
-    one), as with Afterburn. Bad network data fails the run with nothing written.
+    one), as with Afterburn. A provider with an ``initrd_network_kargs()`` method (vmware:
+    Afterburn's guestinfo key) may give the arguments as the administrator wrote them; those
+    are written instead. Bad network data fails the run with nothing written.
     """
     import logging
 
@@ -314,9 +316,15 @@ def run(args, environ) -> int:
                               local_only=True)
             try:
                 with entry.provider(context) as provider:
-                    interfaces, netdevs = provider.network()
-                    rendered = render(interfaces, netdevs) if (interfaces or netdevs) \
-                        else Rendered((), ())
+                    # arguments the platform carries as given (VMware's Afterburn key) win
+                    # over its interfaces, as with Afterburn
+                    given = getattr(provider, "initrd_network_kargs", lambda: None)()
+                    if given:
+                        rendered = Rendered(tuple(given), ())
+                    else:
+                        interfaces, netdevs = provider.network()
+                        rendered = render(interfaces, netdevs) if (interfaces or netdevs) \
+                            else Rendered((), ())
             except NoMetadataHere as err:
                 err.provider = err.provider or provider_id
                 agent_log.notice("%s", err)

@@ -38,7 +38,8 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from cl_metadata import __version__
-from cl_metadata.context import ENDPOINT_ENV
+from cl_metadata.context import ENDPOINT6_ENV, ENDPOINT_ENV
+from cl_metadata.sources import endpoints as _endpoints
 from cl_metadata.sources.deadline import Deadline
 from cl_metadata.errors import FetchError, UsageError
 
@@ -226,7 +227,17 @@ class _WatchedConnectionMixin:
         return super().getresponse(*args, **kwargs)
 
 
-class _HTTPConnection(_WatchedConnectionMixin, HTTPConnection):
+class _ZonedHostMixin:
+    """A link-local IPv6 host's zone reaches the connect as ``fe80::a9fe:a9fe%eth0``: requests
+    hands over RFC 6874's URL form (``%25eth0``), which getaddrinfo would not resolve."""
+
+    def _new_conn(self):
+        if "%25" in self._dns_host:
+            self._dns_host = self._dns_host.replace("%25", "%", 1)
+        return super()._new_conn()
+
+
+class _HTTPConnection(_WatchedConnectionMixin, _ZonedHostMixin, HTTPConnection):
     pass
 
 
@@ -302,12 +313,12 @@ def _same_origin(a: str, b: str) -> bool:
     return origin is not None and origin == _origin(b)
 
 
-def _validate_endpoint(endpoint: str) -> str:
-    """``scheme://host[:port]`` of a valid override, else UsageError."""
+def _validate_endpoint(endpoint: str, name: str = ENDPOINT_ENV) -> str:
+    """``scheme://host[:port]`` of a valid override (the variable ``name``), else UsageError."""
 
     def bad(reason: str) -> UsageError:
-        return UsageError(f"{ENDPOINT_ENV}: {reason}; expected scheme://host[:port], "
-                          "e.g. http://127.0.0.1:8080")
+        example = "http://[::1]:8080" if name == ENDPOINT6_ENV else "http://127.0.0.1:8080"
+        return UsageError(f"{name}: {reason}; expected scheme://host[:port], e.g. {example}")
 
     if any(ch.isspace() or ord(ch) < 0x20 for ch in endpoint):
         raise bad("contains whitespace or control characters")
@@ -412,6 +423,7 @@ class HttpClient:
     """Thread-safe: one session and connection pool shared by every caller."""
 
     def __init__(self, *, deadline: Deadline, endpoint: Optional[str] = None,
+                 endpoint6: Optional[str] = None, head_start: float = _endpoints.HEAD_START,
                  connect_timeout: float = 2.0, read_timeout: float = 5.0,
                  max_body: int = 1 << 20, max_workers: int = 8,
                  backoff_initial: float = 0.5, backoff_max: float = 8.0,
@@ -422,6 +434,13 @@ class HttpClient:
             raise ValueError("max_workers must be at least 1")
         self._deadline = deadline
         self._endpoint = _validate_endpoint(endpoint) if endpoint else None
+        self._endpoint6 = _validate_endpoint(endpoint6, ENDPOINT6_ENV) if endpoint6 else None
+        if self._endpoint6 and not self._endpoint:  # IPv4 would go to the real platform
+            raise UsageError(f"{ENDPOINT6_ENV} needs {ENDPOINT_ENV} as well")
+        self._head_start = head_start
+        self._ipv6_origins: Dict[tuple, Tuple[str, ...]] = {}  # platform origin -> IPv6 ones
+        self._routes: Dict[tuple, Future] = {}  # platform origin -> the origin that won
+        self._routes_lock = threading.Lock()
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
         self._max_body = max_body
@@ -545,7 +564,7 @@ class HttpClient:
 
         Raises _Transient or FetchError.
         """
-        current_method, current_url, current_data = method, self._rewrite(url), data
+        current_method, current_url, current_data = method, self._route(url, source), data
         current_headers = dict(headers or {})
         for hop in range(self._max_redirects + 1):
             shown_url = (self._platform_form(current_url, url) if shown_as is None
@@ -732,11 +751,88 @@ class HttpClient:
 
     def _platform_form(self, sent_url: str, platform_url: str) -> str:
         """``sent_url`` (a same-origin redirect hop included) with the platform's origin."""
-        if not self._endpoint:
+        if not self._endpoint and not self._ipv6_origins:
             return sent_url
         platform = urlsplit(platform_url)
         return urlunsplit(urlsplit(sent_url)._replace(scheme=platform.scheme,
                                                       netloc=platform.netloc))
+
+    # --- IPv4 or IPv6 -----------------------------------------------------------------------
+
+    def add_ipv6_endpoint(self, origin: str, ipv6_origin: str) -> None:
+        """The platform's ``origin`` (the IPv4 one its URLs name) is served at ``ipv6_origin``
+        too: the run's first request to it races the addresses for a connection
+        (:mod:`cl_metadata.sources.endpoints`) and the winner carries the rest of the run.
+
+        Under ``CL_METADATA_ENDPOINT`` alone nothing changes: one endpoint, no IPv6 attempt.
+        With ``CL_METADATA_ENDPOINT6`` as well, the two overrides race instead.
+        """
+        key = _origin(origin)
+        if key is None:
+            raise ValueError("not an origin")
+        with self._routes_lock:
+            known = self._ipv6_origins.get(key, ())
+            if ipv6_origin not in known:
+                self._ipv6_origins[key] = known + (ipv6_origin,)
+
+    def _route(self, url: str, source: str) -> str:
+        """Where the platform's ``url`` is sent: the override's origin or the platform address
+        that won the race, path and query kept. Raises _Transient when no address connected."""
+        key = _origin(url)
+        if key is None or key not in self._ipv6_origins or (self._endpoint
+                                                            and not self._endpoint6):
+            return self._rewrite(url)
+        with self._routes_lock:
+            pending = self._routes.get(key)
+            first = pending is None
+            if first:
+                pending = self._routes[key] = Future()
+        if not first:  # one race per platform origin; concurrent requests share its outcome
+            sent = pending.result()
+        else:
+            try:
+                sent = self._race(url)
+            except BaseException as err:
+                with self._routes_lock:
+                    del self._routes[key]  # the retry of each request races again
+                pending.set_exception(err)
+                raise
+            pending.set_result(sent)
+        parts, chosen = urlsplit(url), urlsplit(sent)
+        return urlunsplit(parts._replace(scheme=chosen.scheme, netloc=chosen.netloc))
+
+    def _race(self, url: str) -> str:
+        """The origin every request to ``url``'s platform origin goes to from now on."""
+        parts = urlsplit(url)
+        platform = f"{parts.scheme}://{parts.netloc}"
+        ipv6 = self._ipv6_origins[_origin(url)]
+        if self._endpoint6:  # the overrides stand in for the platform's two addresses
+            field = [_endpoints.Candidate(platform, self._endpoint),
+                     _endpoints.Candidate(ipv6[0], self._endpoint6)]
+        else:
+            field = _endpoints.candidates(platform, ipv6)
+        if len(field) == 1:  # a link-local IPv6 address and no interface to reach it by
+            return field[0].sent
+        timeout = min(self._connect_timeout, max(0.0, self._deadline.remaining()))
+        started = time.monotonic()
+        result = _endpoints.race([c.sent for c in field], timeout=timeout,
+                                 head_start=self._head_start)
+        if result.winner is None:
+            causes = ", ".join(f"{c.shown}: {cause or 'not tried'}"
+                               for c, cause in zip(field, result.causes))
+            raise _Transient(f"no connection ({causes})")
+        winner = field[result.winner]
+        if result.winner == 0:
+            log.debug("%s: connected over IPv4 in %.3f s", platform,
+                      time.monotonic() - started)
+        else:  # worth a line in the boot's record: the machine has no IPv4 path to it
+            log.info("%s: no IPv4 connection (%s); using %s", platform,
+                     result.causes[0] or "slower than IPv6", winner.shown)
+        if winner.sent != winner.shown:
+            log.debug("%s: sending %s requests to %s",
+                      ENDPOINT_ENV if result.winner == 0 else ENDPOINT6_ENV, winner.shown,
+                      winner.sent)
+        return winner.sent
 
     def _deadline_cause(self) -> str:
         return f"deadline of {self._deadline.total:g} s exceeded"
@@ -749,3 +845,91 @@ class HttpClient:
                 self._executor = ThreadPoolExecutor(self._max_workers,
                                                     thread_name_prefix="cl-metadata-http")
             return self._executor
+
+
+# --- HTTP over a local unix socket ----------------------------------------------------------
+#
+# Some platforms serve their guest API on a unix socket instead of an address (LXD's and
+# Incus's /dev/lxd/sock, /dev/incus/sock). The same client, and so the same policy, reads
+# them: only the connections differ. Every URL the session is given, whatever its host, goes
+# to the one socket, so such a client cannot reach the network at all.
+
+
+class _UnixSocketConnection(_WatchedConnectionMixin, HTTPConnection):
+    """An HTTP/1.1 connection to ``socket_path`` (set by a subclass per socket)."""
+
+    socket_path = ""
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(self.timeout)  # the connect timeout, clamped to the deadline
+            sock.connect(self.socket_path)
+        except BaseException:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+class _UnixSocketAdapter(HTTPAdapter):
+    """A requests adapter whose connections all go to one unix socket (the URL's host and port
+    only name the pool). The pool and connection classes are urllib3's own, with a
+    ``ConnectionCls`` that connects to the socket."""
+
+    def __init__(self, socket_path: str, **kwargs):
+        self._socket_path = socket_path
+        super().__init__(**kwargs)
+
+    def init_poolmanager(self, *args, **kwargs):
+        super().init_poolmanager(*args, **kwargs)
+        connection = type("_SocketConnection", (_UnixSocketConnection,),
+                          {"socket_path": self._socket_path})
+        pool = type("_SocketPool", (HTTPConnectionPool,), {"ConnectionCls": connection})
+        self.poolmanager.pool_classes_by_scheme = {"http": pool}
+
+
+class _NoTLSAdapter(HTTPAdapter):
+    """A local socket has no TLS: an https URL is a programming error, never a connection."""
+
+    def send(self, request, *args, **kwargs):
+        raise requests.exceptions.InvalidURL("https over a unix socket")
+
+
+class UnixSocketHttpClient(HttpClient):
+    """``HttpClient`` over the unix socket ``socket_path``: the same deadline, retries with
+    backoff, body cap, deadline watchdog and same-origin redirects; URLs are ``http://`` with
+    any host (the platform's own name, e.g. ``http://lxd/1.0``), and errors and log lines name
+    the path and the socket (``GET /1.0/meta-data on /dev/lxd/sock``).
+
+    A socket that is not there or refuses connections (its daemon restarting) is retried
+    until the deadline like an unreachable address; one the run may not open fails at once.
+    """
+
+    def __init__(self, socket_path: str, *, deadline: Deadline, **options):
+        if options.get("endpoint") or options.get("endpoint6"):
+            raise ValueError("a unix socket client takes no endpoint override")
+        super().__init__(deadline=deadline, **options)
+        self.socket_path = socket_path
+        self._session.mount("http://", _UnixSocketAdapter(
+            socket_path, max_retries=0, pool_connections=1,
+            pool_maxsize=options.get("max_workers", 8)))
+        self._session.mount("https://", _NoTLSAdapter())
+
+    def request(self, method: str, url: str, *, shown_as: Optional[str] = None,
+                **kwargs) -> Optional[Response]:
+        if shown_as is None:
+            parts = urlsplit(url)
+            path = parts.path + (f"?{parts.query}" if parts.query else "")
+            shown_as = f"{path or '/'} on {self.socket_path}"
+        return super().request(method, url, shown_as=shown_as, **kwargs)
+
+    def _failure(self, exc: BaseException, watchdog: _Exchange,
+                 source: str) -> Union[FetchError, _Transient]:
+        failure = super()._failure(exc, watchdog, source)
+        if isinstance(failure, _Transient):
+            for e in _exception_chain(exc):
+                if isinstance(e, PermissionError):  # retrying cannot change the file's mode
+                    return FetchError("permission denied", source=source)
+                if isinstance(e, FileNotFoundError):  # e.g. the VM agent restarting
+                    return _Transient("no such socket")
+        return failure

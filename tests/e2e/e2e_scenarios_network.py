@@ -21,8 +21,10 @@ ADDRESS, PREFIX, GATEWAY, DNS = "169.254.169.50", 24, "169.254.169.2", "169.254.
 REACHED_FILE = "/run/metadata/reached"
 UNIT_DIR = "/run/systemd/network"
 
-# exactly what the networkd writer makes of the drive's one static interface
-EXPECTED_UNIT = f"""\
+
+def expected_unit(address: str) -> str:
+    """Exactly what the networkd writer makes of the drive's one static interface."""
+    return f"""\
 # Written by cl-metadata from the platform's metadata; replaced on every run.
 
 [Match]
@@ -32,12 +34,15 @@ MACAddress={MAC}
 DNS={DNS}
 
 [Address]
-Address={ADDRESS}/{PREFIX}
+Address={address}/{PREFIX}
 
 [Route]
 Destination=0.0.0.0/0
 Gateway={GATEWAY}
 """
+
+
+EXPECTED_UNIT = expected_unit(ADDRESS)
 
 # The image's own DHCP configuration goes: only the platform's description configures eth0.
 NO_DHCP_SETUP = "rm -f /etc/systemd/network/50-eth.network\n"

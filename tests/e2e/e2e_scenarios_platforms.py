@@ -16,27 +16,13 @@ from e2e_scenarios import (AGENT, CONSUMER_LINK, HOSTNAME, HOSTNAME_DROP_IN, INS
                            PUBLIC_IPV4, Scenario, check_attributes, check_consumer, check_keys,
                            check_multi_user, check_unit_succeeded, consumer_unit, env_file,
                            keys_for_core, no_http)
-from e2e_scenarios_network import DNS, GATEWAY, MAC, NETWORK, NO_DHCP_SETUP, PREFIX
+from e2e_scenarios_network import (DNS, GATEWAY, MAC, NETWORK, NO_DHCP_SETUP, PREFIX,
+                                   expected_unit)
 
 ADDRESS = "169.254.169.15"  # e2e_boot.SLIRP's dhcpstart: where hostfwd delivers
 ATTRIBUTES = {"COREOS_OPENNEBULA_HOSTNAME": HOSTNAME, "COREOS_OPENNEBULA_INSTANCE_ID": INSTANCE_ID,
               "COREOS_OPENNEBULA_IPV4_0": ADDRESS, "COREOS_OPENNEBULA_IPV4_PUBLIC": PUBLIC_IPV4}
-EXPECTED_UNIT = f"""\
-# Written by cl-metadata from the platform's metadata; replaced on every run.
-
-[Match]
-MACAddress={MAC}
-
-[Network]
-DNS={DNS}
-
-[Address]
-Address={ADDRESS}/{PREFIX}
-
-[Route]
-Destination=0.0.0.0/0
-Gateway={GATEWAY}
-"""
+EXPECTED_UNIT = expected_unit(ADDRESS)
 # eth0's name in OpenNebula's numbering; the unit is named by the MAC it matches
 UNIT_PATH = f"/run/systemd/network/10-{MAC}.network"
 

@@ -1,5 +1,8 @@
 """CloudStack: the metadata service of the virtual router (docs/protocols.md "cloudstack-metadata"), plain-text items under ``/latest/meta-data/``, no headers.
 
+Platform ``cloudstack`` (the config drive, else this service) is served by the same routes and
+writes ``cloudstack-configdrive``'s drive, so one instance can be read through either source.
+
 The agent finds this server through the DHCP server identifier; tests give it a lease file and
 point the endpoint override here. Absent instance fields are absent here too (404). Exoscale's
 service is CloudStack's, under another prefix (``exoscale.py`` uses :func:`meta_data_items`).
@@ -14,10 +17,11 @@ from __future__ import annotations
 from typing import Any, Dict, List, Mapping, Optional
 
 from ..instance import Instance, InstanceError
-from . import BINARY, Response, Route, text, user_data_body
+from . import BINARY, Response, Route, cloudstack_configdrive, text, user_data_body
 
-PLATFORMS = ("cloudstack-metadata",)
+PLATFORMS = ("cloudstack-metadata", "cloudstack")
 META_DATA = "/latest/meta-data/"
+DRIVE_LABEL = cloudstack_configdrive.DRIVE_LABEL
 
 
 def extra_string(instance: Instance, platform: str, key: str,
@@ -62,3 +66,8 @@ def routes(instance: Instance) -> List[Route]:
         found.append(Route("/latest/user-data", Response(body=user_data_body(instance),
                                                          content_type=BINARY)))
     return found
+
+
+def drive_files(instance: Instance) -> Dict[str, bytes]:
+    """The config drive of platform ``cloudstack``: the one ``cloudstack-configdrive`` reads."""
+    return cloudstack_configdrive.drive_files(instance)

@@ -64,8 +64,8 @@ def variables(instance: Instance) -> Dict[str, str]:
         found["PUBLIC_IP"] = instance.public_ipv4
     if instance.ssh_keys:
         found["SSH_PUBLIC_KEY"] = "\n".join(key.key for key in instance.ssh_keys)
-    if instance.user_data is not None:
-        found["USER_DATA"] = base64.b64encode(instance.user_data.encode("utf-8")).decode("ascii")
+    if instance.user_data is not None:  # any bytes (binary, gzip) as context.sh holds them
+        found["USER_DATA"] = base64.b64encode(instance.user_data_bytes()).decode("ascii")
         found["USERDATA_ENCODING"] = "base64"
     extra = instance.extra("opennebula").get("variables", {})
     if not isinstance(extra, dict) or not all(
