@@ -33,7 +33,7 @@ class Terminated(BaseException):
     """SIGTERM arrived: unwind so temp files are removed and drives unmounted."""
 
 
-class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     # The description and epilog keep their line breaks (the exit status table); option
     # help is wrapped. A fixed width: argparse would otherwise import shutil (and bz2,
     # lzma…) on every add_argument to ask the terminal, a cost every boot pays for help it
@@ -44,12 +44,12 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
         super().__init__(prog, width=width, **kwargs)
 
 
-class _Parser(argparse.ArgumentParser):
+class Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line and exit 2, like every other usage error
         raise UsageError(f"{message} (see --help)")
 
 
-class _Once(argparse.Action):
+class Once(argparse.Action):
     """Store a flag's one value; a second occurrence is a usage error.
 
     argparse's default is "the last one wins", so ``--provider aws --provider gcp`` would
@@ -63,6 +63,34 @@ class _Once(argparse.Action):
             raise argparse.ArgumentError(self, "given more than once; it takes one value")
         given.add(self.dest)
         setattr(namespace, self.dest, values)
+
+
+def command_parser(prog: str, **kwargs) -> Parser:
+    """The parser of a subcommand (``query``, ``watch``, ``rd-network-kargs``): one-line usage
+    errors and the fixed-width help, as the main command's."""
+    return Parser(prog=prog, formatter_class=HelpFormatter, **kwargs)
+
+
+def add_platform_arguments(parser: argparse.ArgumentParser, *,
+                           settings_help: str = "the image's settings file: its provider is "
+                                                "the last fallback") -> None:
+    """``--provider``, ``--cmdline`` and ``--settings``: how every command that reads a
+    platform is told which (``resolve_platform`` reads them)."""
+    parser.add_argument("--provider", metavar="ID", action=Once,
+                        help="the platform id (see 'providers'), or 'auto' (DMI)")
+    parser.add_argument("--cmdline", action="store_true",
+                        help="read the platform id from the kernel command line; --provider "
+                             "then only serves as the fallback")
+    parser.add_argument("--settings", metavar="FILE", action=Once, help=settings_help)
+
+
+def add_deadline_arguments(parser: argparse.ArgumentParser, *,
+                           deadline_of: str = "the whole run") -> None:
+    """``--timeout`` and ``-v``, as every command that asks a platform takes them."""
+    parser.add_argument("--timeout", metavar="SECONDS", action=Once, type=float, default=None,
+                        help=f"deadline for {deadline_of} (default ${TIMEOUT_ENV} or 60)")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="also log the steps and requests (never bodies)")
 
 
 USAGE = """cl-metadata [multi] (--provider ID|auto | --cmdline) [OPTIONS]
@@ -79,8 +107,8 @@ EXIT_STATUS_HELP = f"""exit status:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="cl-metadata", usage=USAGE, formatter_class=_HelpFormatter,
+    parser = Parser(
+        prog="cl-metadata", usage=USAGE, formatter_class=HelpFormatter,
         description="Fetch this machine's metadata from its cloud platform and write the\n"
                     "attributes file, SSH keys, hostname and network configuration.",
         epilog="commands:\n"
@@ -93,25 +121,25 @@ def build_parser() -> argparse.ArgumentParser:
                "environment: CL_METADATA_ENDPOINT, CL_METADATA_ENDPOINT6, CL_METADATA_CONFIG_DRIVE,\n"
                "  CL_METADATA_CMDLINE, CL_METADATA_DMI_DIR, CL_METADATA_TIMEOUT, CL_METADATA_CONCURRENCY,\n"
                "  CL_METADATA_LXD_SOCKET (see cl-metadata(1))")
-    # Flags with one value use _Once: repeating them is an error. --ssh-keys is repeatable.
-    parser.add_argument("--provider", metavar="ID", action=_Once,
+    # Flags with one value use Once: repeating them is an error. --ssh-keys is repeatable.
+    parser.add_argument("--provider", metavar="ID", action=Once,
                         help="the platform id (see 'providers'), or 'auto': the platform the "
                              "firmware's DMI strings name")
     parser.add_argument("--cmdline", action="store_true",
                         help="read the platform id from the kernel command line "
                              "(ignition.platform.id, flatcar.oem.id, coreos.oem.id); "
                              "--provider then only serves as the fallback")
-    parser.add_argument("--attributes", "--output", metavar="FILE", action=_Once,
+    parser.add_argument("--attributes", "--output", metavar="FILE", action=Once,
                         dest="attributes",
                         help="write the attributes (EnvironmentFile= format) to FILE")
-    parser.add_argument("--attributes-prefix", metavar="COREOS|AFTERBURN", action=_Once,
+    parser.add_argument("--attributes-prefix", metavar="COREOS|AFTERBURN", action=Once,
                         default="COREOS", type=str.upper, choices=("COREOS", "AFTERBURN"),
                         help="prefix of attribute names (default COREOS)")
-    parser.add_argument("--attributes-flavor", metavar="coreos|flatcar|afterburn", action=_Once,
+    parser.add_argument("--attributes-flavor", metavar="coreos|flatcar|afterburn", action=Once,
                         choices=("coreos", "flatcar", "afterburn"),
                         help="names and layout of the attributes file: Container Linux's "
                              "(default), Flatcar's (also links 'coreos' to it) or Afterburn's")
-    parser.add_argument("--settings", metavar="FILE", action=_Once,
+    parser.add_argument("--settings", metavar="FILE", action=Once,
                         help="the image's settings file (the units pass "
                              "/etc/cl-metadata/cl-metadata.conf; missing = none): its provider "
                              "is the last fallback, and with no platform named anywhere the "
@@ -129,18 +157,18 @@ def build_parser() -> argparse.ArgumentParser:
                         help="gcp/gce: write each key only to the user its 'user:' prefix "
                              "names, among the users asked for (never root); also the "
                              "settings file's ssh-keys-per-user")
-    parser.add_argument("--hostname", metavar="FILE", action=_Once,
+    parser.add_argument("--hostname", metavar="FILE", action=Once,
                         help="write the hostname to FILE")
-    parser.add_argument("--network-units", metavar="DIR", action=_Once,
+    parser.add_argument("--network-units", metavar="DIR", action=Once,
                         help="write systemd-networkd units to DIR")
-    parser.add_argument("--netplan-config", metavar="DIR", action=_Once,
+    parser.add_argument("--netplan-config", metavar="DIR", action=Once,
                         help="write a netplan document to DIR")
-    parser.add_argument("--networkmanager-profiles", metavar="DIR", action=_Once,
+    parser.add_argument("--networkmanager-profiles", metavar="DIR", action=Once,
                         help="write NetworkManager keyfiles to DIR")
-    parser.add_argument("--instance-data", metavar="FILE", action=_Once,
+    parser.add_argument("--instance-data", metavar="FILE", action=Once,
                         help="write everything the platform says as one JSON document "
                              "(no keys, no user-data; see 'query'); fetches every part")
-    parser.add_argument("--user-data", metavar="FILE", action=_Once,
+    parser.add_argument("--user-data", metavar="FILE", action=Once,
                         help="write the user-data the platform holds to FILE (mode 0600, gzip "
                              "inflated); none: FILE is removed")
     parser.add_argument("--check-in", action="store_true",
@@ -149,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="read only sources on this machine (config drives, firmware "
                              "entries, guestinfo): for a unit that runs before the network; a "
                              "platform read over the network is left to a later run")
-    parser.add_argument("--timeout", metavar="SECONDS", action=_Once, type=float, default=None,
+    parser.add_argument("--timeout", metavar="SECONDS", action=Once, type=float, default=None,
                         help=f"deadline for the whole run (default ${TIMEOUT_ENV} or 60)")
     parser.add_argument("-v", "--verbose", action="count", default=0,
                         help="also log the steps and requests (never bodies)")
@@ -171,7 +199,8 @@ def normalize_argv(argv: Sequence[str]) -> List[str]:
     return normalized
 
 
-def _timeout(value: Optional[float], environ: Mapping[str, str]) -> float:
+def timeout_seconds(value: Optional[float], environ: Mapping[str, str]) -> float:
+    """The run's deadline in seconds: ``--timeout``, else ``$CL_METADATA_TIMEOUT``, else 60."""
     from cl_metadata.sources.deadline import DEFAULT_TIMEOUT
 
     if value is None:
@@ -218,7 +247,7 @@ def select_provider(args, environ: Mapping[str, str], kernel: Optional[Mapping[s
 
 
 def build_providers_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="cl-metadata providers", formatter_class=_HelpFormatter,
+    parser = Parser(prog="cl-metadata providers", formatter_class=HelpFormatter,
                      description="List every platform id this agent knows, where it reads\n"
                                  "the metadata from and which outputs it supports.")
     parser.add_argument("--json", action="store_true",
@@ -231,7 +260,7 @@ def build_rd_network_kargs_parser() -> argparse.ArgumentParser:
     """``rd-network-kargs`` (Afterburn's ``exp rd-network-kargs``): dracut network arguments."""
     from cl_metadata.network import kargs
 
-    parser = _Parser(prog="cl-metadata rd-network-kargs", formatter_class=_HelpFormatter,
+    parser = command_parser("cl-metadata rd-network-kargs",
                      description="Write dracut network kernel arguments (ip=, ifname=, bond=,\n"
                                  "vlan=, bridge=, rd.route=, nameserver=) for the interfaces the\n"
                                  "platform describes, for the initrd; nothing when the kernel\n"
@@ -240,22 +269,13 @@ def build_rd_network_kargs_parser() -> argparse.ArgumentParser:
                                  f"  {kargs.KARGS_PATH}\n"
                                  "unless --kargs-file names another file.",
                      epilog=EXIT_STATUS_HELP)
-    parser.add_argument("--provider", metavar="ID", action=_Once,
-                        help="the platform id, or 'auto'")
-    parser.add_argument("--cmdline", action="store_true",
-                        help="read the platform id from the kernel command line; --provider "
-                             "then only serves as the fallback")
-    parser.add_argument("--settings", metavar="FILE", action=_Once,
-                        help="the image's settings file: its provider is the last fallback")
-    parser.add_argument("--default-value", metavar="ARGS", action=_Once,
+    add_platform_arguments(parser)
+    parser.add_argument("--default-value", metavar="ARGS", action=Once,
                         help="the arguments written when the platform describes no "
                              "interfaces (default: none, nothing written)")
-    parser.add_argument("--kargs-file", metavar="FILE", action=_Once, default=kargs.KARGS_PATH,
+    parser.add_argument("--kargs-file", metavar="FILE", action=Once, default=kargs.KARGS_PATH,
                         help="where to write them (default: the file above)")
-    parser.add_argument("--timeout", metavar="SECONDS", action=_Once, type=float, default=None,
-                        help=f"deadline for the whole run (default ${TIMEOUT_ENV} or 60)")
-    parser.add_argument("-v", "--verbose", action="count", default=0,
-                        help="also log the steps (never values)")
+    add_deadline_arguments(parser)
     return parser
 
 
@@ -384,7 +404,7 @@ def _run(args, environ: Mapping[str, str]) -> int:
     from cl_metadata.context import Context
     from cl_metadata.sources.deadline import Deadline
 
-    deadline = Deadline(_timeout(args.timeout, environ))
+    deadline = Deadline(timeout_seconds(args.timeout, environ))
     if args.attributes_flavor and "attributes_prefix" in getattr(args, "_given_once", ()):
         raise UsageError("--attributes-flavor sets the prefix; give one of it and "
                          "--attributes-prefix, not both")

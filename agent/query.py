@@ -16,40 +16,31 @@ from typing import Any, Dict, Mapping, Optional, Sequence
 
 from cl_metadata import log as agent_log
 # the parser pieces every cl-metadata command shares: one-line usage errors, no repeated flags
-from cl_metadata.cli import (TIMEOUT_ENV, _HelpFormatter, _Once, _Parser, _timeout,
-                             normalize_argv, resolve_platform)
+from cl_metadata.cli import (Once, add_deadline_arguments, add_platform_arguments,
+                             command_parser, normalize_argv, resolve_platform, timeout_seconds)
 from cl_metadata.errors import EXIT_OK, MetadataError, NoMetadataHere
 
 log = logging.getLogger("cl_metadata")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="cl-metadata query", formatter_class=_HelpFormatter,
+    parser = command_parser(
+        "cl-metadata query",
         usage="cl-metadata query (--provider ID|auto | --cmdline) [--settings FILE] [--json]\n"
               "                         [--attributes-flavor F] [--timeout SECONDS] [-v]",
         description="Print what the platform says about this machine: the attributes under\n"
                     "both prefixes, SSH key fingerprints (never the keys), the host name, the\n"
                     "network description, whether user-data exists (never its content) and\n"
                     "whether the platform has a check-in (never sent). Writes nothing.")
-    parser.add_argument("--provider", metavar="ID", action=_Once,
-                        help="the platform id (see 'providers'), or 'auto' (DMI)")
-    parser.add_argument("--cmdline", action="store_true",
-                        help="read the platform id from the kernel command line; --provider "
-                             "then only serves as the fallback")
-    parser.add_argument("--settings", metavar="FILE", action=_Once,
-                        help="the image's settings file: its provider is the last fallback")
+    add_platform_arguments(parser)
     parser.add_argument("--attributes-flavor", metavar="coreos|flatcar|afterburn",
-                        action=_Once, choices=("coreos", "flatcar", "afterburn"),
+                        action=Once, choices=("coreos", "flatcar", "afterburn"),
                         help="read the platform id as a run with this flavor would (flatcar: "
                              "aws and gcp as ec2 and gce; afterburn: the reverse)")
     parser.add_argument("--json", action="store_true",
                         help="one JSON document (docs/instance-data.schema.json), as "
                              "--instance-data writes it")
-    parser.add_argument("--timeout", metavar="SECONDS", action=_Once, type=float, default=None,
-                        help=f"deadline for the whole query (default ${TIMEOUT_ENV} or 60)")
-    parser.add_argument("-v", "--verbose", action="count", default=0,
-                        help="also log the steps and requests (never bodies)")
+    add_deadline_arguments(parser, deadline_of="the whole query")
     return parser
 
 
@@ -62,7 +53,7 @@ def main(argv: Sequence[str], environ: Mapping[str, str]) -> int:
     args = build_parser().parse_args(normalize_argv(argv))
     if args.verbose:
         agent_log.setup(args.verbose)
-    deadline = Deadline(_timeout(args.timeout, environ))
+    deadline = Deadline(timeout_seconds(args.timeout, environ))
     flavor = flavors.get(args.attributes_flavor or "coreos")
     provider_id, _, kernel = resolve_platform(args, environ)
     if provider_id is None:  # nothing to read; a notice said why

@@ -35,13 +35,13 @@ import tempfile
 from typing import List, Optional
 
 from cl_metadata import __version__
-
+from cl_metadata.cli import Parser  # one-line usage errors, as every cl-metadata command
 from cl_metadata.outputs import fsutil
 from cl_metadata.sources.deadline import Deadline
 from cl_metadata.errors import EXIT_FAILURE, EXIT_OK, CLMetadataError, UsageError
-from cl_metadata.imageimport.channel import (VERSION_FILE, channel_directory, distro, is_file_name,
-                                       is_version, parse_version_file, release_directory,
-                                       release_version)
+from cl_metadata.imageimport.channel import (VERSION_FILE, channel_directory, distro,
+                                             is_file_name, is_version, parse_version_file,
+                                             release_directory, release_version)
 from cl_metadata.imageimport.download import Downloader
 from cl_metadata.imageimport.errors import ImageImportError
 from cl_metadata.imageimport.signature import binary_keyring, normalize_fingerprint, verify
@@ -54,11 +54,6 @@ DEFAULT_MAX_IMAGE = 64 << 30
 DEFAULT_TIMEOUT = 3600.0
 OUTPUT_MODE = 0o644
 PARTIAL_MODE = 0o600
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line and exit 2
-        raise UsageError(f"{message} (see --help)")
 
 
 def _positive_int(text: str) -> int:
@@ -78,7 +73,7 @@ def _positive_float(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = Parser(
         prog=PROG,
         description="Download a release image from its channel, verify its signature with "
                     "gpgv, decompress it and write it with a JSON file of labels.",

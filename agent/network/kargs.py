@@ -298,7 +298,7 @@ def run(args, environ) -> int:
     from cl_metadata.sources.deadline import Deadline
 
     log = logging.getLogger("cl_metadata")
-    deadline = Deadline(cli._timeout(args.timeout, environ))
+    deadline = Deadline(cli.timeout_seconds(args.timeout, environ))
     default = default_kargs(args.default_value or "")
     if kernel_has_ip(environ):
         log.info("the kernel command line has ip= already; no network arguments written")

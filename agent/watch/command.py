@@ -17,8 +17,8 @@ import signal
 from typing import Mapping, Optional, Sequence, Tuple
 
 from cl_metadata import log as agent_log
-from cl_metadata.cli import (TIMEOUT_ENV, _HelpFormatter, _Once, _Parser, _timeout,
-                             normalize_argv, resolve_platform)
+from cl_metadata.cli import (Once, add_deadline_arguments, add_platform_arguments,
+                             command_parser, normalize_argv, resolve_platform, timeout_seconds)
 from cl_metadata.errors import EXIT_OK, UsageError
 from cl_metadata.watch import sources
 from cl_metadata.watch.keeper import Plan
@@ -34,8 +34,8 @@ class Stopped(BaseException):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="cl-metadata watch", formatter_class=_HelpFormatter,
+    parser = command_parser(
+        "cl-metadata watch",
         usage="cl-metadata watch (--provider ID|auto | --cmdline) [--settings FILE]\n"
               "                         (--ssh-keys USER... | --ssh-keys-default) "
               "[--attributes FILE]\n"
@@ -45,31 +45,23 @@ def build_parser() -> argparse.ArgumentParser:
                     "a look every --interval seconds. Rewrites only on change; never removes\n"
                     "a key because the platform could not be read. SIGHUP: re-read the\n"
                     "settings and look now; SIGTERM: stop (status 0).")
-    parser.add_argument("--provider", metavar="ID", action=_Once,
-                        help="the platform id (see 'providers'), or 'auto' (DMI)")
-    parser.add_argument("--cmdline", action="store_true",
-                        help="read the platform id from the kernel command line; --provider "
-                             "then only serves as the fallback")
-    parser.add_argument("--settings", metavar="FILE", action=_Once,
-                        help="the image's settings file: its provider is the last fallback, "
-                             "its ssh-users the users of --ssh-keys-default")
+    add_platform_arguments(parser, settings_help="the image's settings file: its provider is "
+                                                 "the last fallback, its ssh-users the users "
+                                                 "of --ssh-keys-default")
     parser.add_argument("--ssh-keys", metavar="USER", action="append", default=[],
                         dest="ssh_keys", help="keep USER's key fragment in step (repeatable)")
     parser.add_argument("--ssh-keys-default", action="store_true",
                         help="the same for the settings file's ssh-users (default: core)")
-    parser.add_argument("--attributes", metavar="FILE", action=_Once,
+    parser.add_argument("--attributes", metavar="FILE", action=Once,
                         help="keep the attributes file FILE in step too")
-    parser.add_argument("--attributes-prefix", metavar="COREOS|AFTERBURN", action=_Once,
+    parser.add_argument("--attributes-prefix", metavar="COREOS|AFTERBURN", action=Once,
                         default="COREOS", type=str.upper, choices=("COREOS", "AFTERBURN"),
                         help="prefix of attribute names (default COREOS)")
-    parser.add_argument("--interval", metavar="SECONDS", action=_Once, type=float,
+    parser.add_argument("--interval", metavar="SECONDS", action=Once, type=float,
                         default=sources.DEFAULT_INTERVAL,
                         help=f"seconds between looks where there is no long poll (default "
                              f"{sources.DEFAULT_INTERVAL:g}, ±10 %% jitter)")
-    parser.add_argument("--timeout", metavar="SECONDS", action=_Once, type=float, default=None,
-                        help=f"deadline of one look (default ${TIMEOUT_ENV} or 60)")
-    parser.add_argument("-v", "--verbose", action="count", default=0,
-                        help="also log the steps and requests (never bodies)")
+    add_deadline_arguments(parser, deadline_of="one look")
     return parser
 
 
@@ -137,7 +129,7 @@ def main(argv: Sequence[str], environ: Mapping[str, str]) -> int:
     if not MIN_INTERVAL <= args.interval <= MAX_INTERVAL:
         raise UsageError(f"--interval must be between {MIN_INTERVAL:g} and {MAX_INTERVAL:g} "
                          f"seconds, not {args.interval:g}")
-    timeout = _timeout(args.timeout, environ)
+    timeout = timeout_seconds(args.timeout, environ)
     found = plan_for(args, environ)
     if found is None:
         return EXIT_OK
