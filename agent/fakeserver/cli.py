@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import List, Optional
 
 from ..errors import EXIT_OK, EXIT_USAGE, CLMetadataError, UsageError
@@ -24,7 +25,8 @@ from .drive import FORMATS, write_drive
 from .faults import parse_fault
 from .instance import load_instance
 from .render import platforms, renderer_for
-from .server import Dispatcher, FakeServer, serve_stdio
+from .schedule import Schedule
+from .server import Dispatcher, FakeServer, UnixFakeServer, serve_stdio
 
 PROG = "cl-metadata-fake-server"
 STDIO_FAILURE = (b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n"
@@ -40,6 +42,12 @@ fault SPEC: PATH=KIND[:ARG][@N|@Ss]; PATH is *, a prefix ending in *, or a path.
   status:CODE[:RETRY_AFTER], delay:SECONDS, drip[:SECONDS_PER_BYTE], truncate[:BYTES],
   reset, oversize[:BYTES], redirect:URL, malformed[:BODY], empty.
   @N: the first N matching requests only; @Ss: the first S seconds only.
+
+a platform that changes while the guest runs (files the host touches; every --stdio server
+looks at them per request, a held GCE long poll every 0.2 s):
+  --switch-file PATH --then-instance FILE: while PATH exists, serve FILE's instance.
+  --outage-file PATH: while PATH exists, drop every request (and every held long poll)
+  without an answer: the platform is gone.
 
 exit status:
   0  served until stopped, or the drive or list was written
@@ -61,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="127.0.0.1 (default), ::1 or localhost")
     parser.add_argument("--port", metavar="PORT", type=int, default=0,
                         help="TCP port (default: any free port)")
+    parser.add_argument("--unix-socket", metavar="PATH",
+                        help="serve on a new unix socket at PATH instead of TCP (the LXD and "
+                             "Incus guest API; `-- COMMAND` then gets CL_METADATA_LXD_SOCKET)")
     parser.add_argument("--stdio", action="store_true",
                         help="serve one request from stdin on stdout, then exit")
     parser.add_argument("--log", metavar="FILE", help="append one JSON line per request")
@@ -69,6 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--state", metavar="FILE",
                         help="keep fault uses and the first request's time in FILE, shared "
                              "by every server given it (--stdio: one server per connection)")
+    parser.add_argument("--then-instance", metavar="FILE",
+                        help="the instance served while --switch-file exists")
+    parser.add_argument("--switch-file", metavar="PATH",
+                        help="while PATH exists, serve --then-instance (see below)")
+    parser.add_argument("--outage-file", metavar="PATH",
+                        help="while PATH exists, answer nothing (see below)")
     parser.add_argument("--latency", type=float, default=0.0, metavar="SECONDS",
                         help="added before every response")
     parser.add_argument("--write-drive", metavar="PATH", help="write the config drive and exit")
@@ -87,12 +104,22 @@ def _silence_stderr() -> None:
     sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
 
 
+def _schedule(args: argparse.Namespace) -> Optional[Schedule]:
+    """The files that change what is served, or None when no option names one."""
+    if not (args.switch_file or args.then_instance or args.outage_file):
+        return None
+    return Schedule(switch_file=Path(args.switch_file) if args.switch_file else None,
+                    then_instance=load_instance(args.then_instance) if args.then_instance
+                    else None,
+                    outage_file=Path(args.outage_file) if args.outage_file else None)
+
+
 def _run_stdio(args: argparse.Namespace) -> int:
     try:
         dispatcher = Dispatcher(args.platform, load_instance(args.instance),
                                 faults=[parse_fault(s) for s in args.fault],
                                 log_path=args.log, latency=args.latency,
-                                fault_state=args.state)
+                                fault_state=args.state, schedule=_schedule(args))
     except CLMetadataError as err:
         if args.log:
             try:
@@ -107,11 +134,19 @@ def _run_stdio(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _server(args: argparse.Namespace) -> FakeServer:
+    """The TCP server, or with ``--unix-socket`` the same on a unix socket."""
+    options = dict(faults=[parse_fault(s) for s in args.fault], log_path=args.log,
+                   latency=args.latency, fault_state=args.state, schedule=_schedule(args))
+    if args.unix_socket:
+        return UnixFakeServer(args.platform, load_instance(args.instance),
+                              socket_path=args.unix_socket, **options)
+    return FakeServer(args.platform, load_instance(args.instance), bind=args.bind,
+                      port=args.port, **options)
+
+
 def _run_tcp(args: argparse.Namespace) -> int:
-    server = FakeServer(args.platform, load_instance(args.instance),
-                        faults=[parse_fault(s) for s in args.fault], log_path=args.log,
-                        bind=args.bind, port=args.port, latency=args.latency,
-                        fault_state=args.state)
+    server = _server(args)
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
@@ -128,13 +163,13 @@ def _run_tcp(args: argparse.Namespace) -> int:
 
 def _run_command(args: argparse.Namespace, command: List[str]) -> int:
     """Serve while ``command`` runs: one re-runnable line starts the platform and the agent."""
-    server = FakeServer(args.platform, load_instance(args.instance),
-                        faults=[parse_fault(s) for s in args.fault], log_path=args.log,
-                        bind=args.bind, port=args.port, latency=args.latency,
-                        fault_state=args.state)
+    server = _server(args)
     server.start()
     try:
-        env = dict(os.environ, CL_METADATA_ENDPOINT=server.url)
+        if isinstance(server, UnixFakeServer):
+            env = dict(os.environ, CL_METADATA_LXD_SOCKET=server.socket_path)
+        else:
+            env = dict(os.environ, CL_METADATA_ENDPOINT=server.url)
         try:
             status = subprocess.run(command, env=env, check=False).returncode
         except OSError as err:

@@ -25,6 +25,7 @@ from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence,
 from ..errors import UsageError
 from .faults import Fault, FaultPlan, SharedFaultState
 from .instance import Instance, load_instance
+from .schedule import POLL_INTERVAL, PlatformGone, Schedule
 from .render import TEXT, Request, Response, renderer_for
 
 LOOPBACK_BINDS = {"127.0.0.1": socket.AF_INET, "localhost": socket.AF_INET, "::1": socket.AF_INET6}
@@ -53,7 +54,8 @@ class Dispatcher:
                  faults: Sequence[Fault] = (), log_path: Union[str, Path, None] = None,
                  latency: float = 0.0, sleep: Callable[[float], None] = time.sleep,
                  fault_state: Union[str, Path, None] = None,
-                 clock: Callable[[], float] = time.time, renderer: Optional[object] = None):
+                 clock: Callable[[], float] = time.time, renderer: Optional[object] = None,
+                 schedule: Optional[Schedule] = None):
         # renderer: a render module from outside this package (a plugin's), else the built-in one
         renderer = renderer if renderer is not None else renderer_for(platform)
         self.platform = platform
@@ -77,6 +79,10 @@ class Dispatcher:
         self._changed = threading.Condition(self._lock)
         self.in_flight = 0  # requests being answered right now
         self.max_in_flight = 0  # the most that were ever answered at once (concurrency tests)
+        # schedule: files the host touches to change what is served (--switch-file, --outage-file)
+        self.schedule = schedule
+        self._first_instance, self._switched = self.instance, False
+        self._follow_schedule()
         if self.log_path is not None:
             try:
                 self.log_path.open("ab").close()
@@ -94,14 +100,43 @@ class Dispatcher:
 
     def wait_for_change(self, generation: int, timeout: float) -> int:
         """Block until ``set_instance`` moved past ``generation`` or ``timeout`` passed;
-        returns the generation now served."""
-        with self._changed:
-            self._changed.wait_for(lambda: self.generation != generation, timeout)
-            return self.generation
+        returns the generation now served. With a schedule, its files are looked at every
+        POLL_INTERVAL meanwhile (raises ``PlatformGone`` when the outage file appears)."""
+        if self.schedule is None:
+            with self._changed:
+                self._changed.wait_for(lambda: self.generation != generation, timeout)
+                return self.generation
+        end = time.monotonic() + timeout
+        while True:
+            if self.platform_gone():
+                raise PlatformGone()
+            self._follow_schedule()
+            with self._changed:
+                left = end - time.monotonic()
+                if self.generation != generation or left <= 0:
+                    return self.generation
+                self._changed.wait(min(left, POLL_INTERVAL))
+
+    def platform_gone(self) -> bool:
+        """The schedule's outage file exists: requests get no answer."""
+        return self.schedule is not None and self.schedule.gone()
+
+    def _follow_schedule(self) -> None:
+        """Serve the schedule's second instance while its switch file exists, the first one
+        otherwise (one ``set_instance`` per change, so a held long poll wakes)."""
+        if self.schedule is None or self.schedule.switch_file is None:
+            return
+        wanted = self.schedule.switched()
+        with self._lock:
+            if wanted == self._switched:
+                return
+            self._switched = wanted
+        self.set_instance(self.schedule.then_instance if wanted else self._first_instance)
 
     def route(self, request: Request) -> Response:
         """The answer; a render module with ``hold(request, response, next_answer)`` may keep
         it until the instance changes (GCE's ``wait_for_change`` long poll)."""
+        self._follow_schedule()
         generation = self.generation
         response = self._route(request)
         hold = getattr(self._renderer, "hold", None)
@@ -305,6 +340,10 @@ class MetadataHandler(BaseHTTPRequestHandler):
         dispatcher = self.server.dispatcher
         path, _, query = self.path.partition("?")
         request = Request(self.command, path, query, self.headers, self._body)
+        if dispatcher.platform_gone():  # the schedule's outage: no answer, not even a fault's
+            self._fault = "outage"
+            self._reset()
+            return
         delay, fault = dispatcher.faults.select(path, query)
         wait = dispatcher.latency + delay
         if wait > 0:
@@ -320,7 +359,12 @@ class MetadataHandler(BaseHTTPRequestHandler):
             self._send(Response(200, b"", "application/octet-stream"),
                        chunks=_filler(fault.value), length=fault.value)
         else:
-            response = dispatcher.route(request)
+            try:
+                response = dispatcher.route(request)
+            except PlatformGone:  # the outage began while a long poll was held
+                self._fault = "outage"
+                self._reset()
+                return
             if kind == "malformed":
                 response = Response(response.status, fault.value, response.content_type, response.headers)
             if kind == "drip":
@@ -420,12 +464,13 @@ class FakeServer:
                  bind: str = "127.0.0.1", port: int = 0, latency: float = 0.0,
                  sleep: Callable[[float], None] = time.sleep,
                  fault_state: Union[str, Path, None] = None,
-                 clock: Callable[[], float] = time.time, renderer: Optional[object] = None):
+                 clock: Callable[[], float] = time.time, renderer: Optional[object] = None,
+                 schedule: Optional[Schedule] = None):
         self.host, self._family = loopback_address(bind)
         self.port = port
         self.dispatcher = Dispatcher(platform, instance, faults=faults, log_path=log_path,
                                      latency=latency, sleep=sleep, fault_state=fault_state,
-                                     clock=clock, renderer=renderer)
+                                     clock=clock, renderer=renderer, schedule=schedule)
         self._httpd: Optional[_LoopbackHTTPServer] = None
         self._thread: Optional[threading.Thread] = None
 

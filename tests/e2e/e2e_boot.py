@@ -8,6 +8,12 @@ there). QEMU gets ``-nodefaults -no-user-config``, user networking with ``restri
 and, at most, one ``guestfwd`` to the fake metadata server in ``--stdio`` mode (tests/e2e/README.md "How it works").
 A guest that does not power off is killed at the spec's bound (``timeout -k 5``). The outcome
 goes to ``boot.json`` in the run directory.
+
+The login (spec ``login``) is one ssh session once the guest prints its READY line, or, with
+``login.steps``, a sequence (``run_steps``): logins with one of the run's keys expected to work
+or be refused (polled until they do, within a bound), files the fake server watches touched or
+removed (``login.files``: a switch to another instance, an outage), pauses, and a wait for the
+fake server to answer again; each step's result and times go to ``boot.json``.
 """
 
 from __future__ import annotations
@@ -119,18 +125,26 @@ def wait_for_line(path: Path, line: str, proc: subprocess.Popen, limit: float) -
     return False
 
 
+def ssh_command(key: str, user: str, command: str) -> List[str]:
+    return ["ssh", "-F", "/dev/null", "-i", key, "-p", str(SSH_PORT),
+            "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=no",
+            "-o", "UserKnownHostsFile=/dev/null", "-o", "GlobalKnownHostsFile=/dev/null",
+            "-o", "PasswordAuthentication=no", "-o", "ConnectTimeout=20", "-o", "LogLevel=ERROR",
+            f"{user}@127.0.0.1", command]
+
+
 def log_in(spec: dict, proc: subprocess.Popen) -> dict:
-    """Wait for the guest's READY line, then ssh in with the served key and run a command."""
+    """Wait for the guest's READY line, then ssh in with the served key and run a command (or,
+    with ``login.steps``, run that sequence)."""
     run = Path(spec["run_dir"])
     started = time.monotonic()
     if not wait_for_line(run / "serial.log", READY_LINE, proc, spec["bound"]):
         return {"ready": False}
     result: dict = {"ready": True, "ready_after": round(time.monotonic() - started, 2)}
-    command = ["ssh", "-F", "/dev/null", "-i", spec["login"]["key"], "-p", str(SSH_PORT),
-               "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=no",
-               "-o", "UserKnownHostsFile=/dev/null", "-o", "GlobalKnownHostsFile=/dev/null",
-               "-o", "PasswordAuthentication=no", "-o", "ConnectTimeout=20", "-o", "LogLevel=ERROR",
-               f"{spec['login']['user']}@127.0.0.1", LOGIN_COMMAND]
+    if spec["login"].get("steps"):
+        result.update(run_steps(spec["login"], proc))
+        return result
+    command = ssh_command(spec["login"]["key"], spec["login"]["user"], LOGIN_COMMAND)
     for attempt in range(1, 4):  # sshd may still be starting when the report unit runs
         done = subprocess.run(command, capture_output=True, text=True, timeout=60,
                               stdin=subprocess.DEVNULL)
@@ -139,6 +153,104 @@ def log_in(spec: dict, proc: subprocess.Popen) -> dict:
             break
         time.sleep(2)
     return result
+
+
+# --- a login sequence: keys that change while the guest runs ------------------------------------
+
+PROBE_COMMAND = "id -un"  # a login that does not end the guest's wait (LOGIN_COMMAND does)
+REFUSED = "Permission denied"  # ssh's words when no offered key is accepted
+LOGIN_WITHIN = 20.0  # seconds a login step is retried by default (sshd may still be starting)
+RETRY_PAUSE = 1.0
+
+
+def attempt_login(login: dict, key: str, command: str) -> subprocess.CompletedProcess:
+    return subprocess.run(ssh_command(login["keys"][key], login["user"], command),
+                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+
+
+def login_outcome(done: subprocess.CompletedProcess) -> str:
+    """ok (exit 0), refused (sshd said no to the key) or failed (anything else: no
+    connection, a command that failed)."""
+    if done.returncode == 0:
+        return "ok"
+    if done.returncode == 255 and REFUSED in done.stderr:
+        return "refused"
+    return "failed"
+
+
+def served_since(requests: Path, since: float) -> bool:
+    """The fake server answered a request (200) that arrived after ``since`` (epoch time)."""
+    try:
+        lines = requests.read_text(errors="replace").splitlines()
+    except FileNotFoundError:
+        return False
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if entry.get("status") == 200 and entry.get("time", 0) >= since:
+            return True
+    return False
+
+
+def run_step(step: dict, login: dict, proc: subprocess.Popen, clock) -> dict:
+    """One step; its record says what was expected, what happened and when (seconds since the
+    sequence began)."""
+    kind = step["step"]
+    record: dict = {**step, "started": round(clock(), 2)}
+    if kind in ("touch", "remove"):
+        path = Path(login["files"][step["file"]])
+        if kind == "touch":
+            path.touch()
+        else:
+            path.unlink(missing_ok=True)
+        record["ok"] = path.exists() == (kind == "touch")
+    elif kind == "sleep":
+        time.sleep(step["seconds"])
+        record["ok"] = True
+    elif kind == "served":
+        since, end = time.time(), time.monotonic() + step["within"]
+        while not (found := served_since(Path(login["requests"]), since)):
+            if time.monotonic() >= end or proc.poll() is not None:
+                break
+            time.sleep(RETRY_PAUSE)
+        record["ok"] = found
+    elif kind in ("login", "finish"):
+        # finish: the last login, whose command ends the guest's wait for the host
+        expect = "ok" if kind == "finish" else step.get("expect", "ok")
+        command = LOGIN_COMMAND if kind == "finish" else step.get("command", PROBE_COMMAND)
+        end = time.monotonic() + step.get("within", LOGIN_WITHIN)
+        attempts = 0
+        while True:
+            attempts += 1
+            done = attempt_login(login, step["key"], command)
+            outcome = login_outcome(done)
+            if outcome == expect or time.monotonic() >= end or proc.poll() is not None:
+                break
+            time.sleep(RETRY_PAUSE)
+        record.update(ok=outcome == expect, outcome=outcome, attempts=attempts,
+                      rc=done.returncode, stdout=done.stdout, stderr=done.stderr[-400:])
+    else:
+        raise ValueError(f"unknown login step {kind!r}")
+    record["ended"] = round(clock(), 2)
+    return record
+
+
+def run_steps(login: dict, proc: subprocess.Popen) -> dict:
+    """Run ``login["steps"]`` in order. After a failed step only ``remove`` and ``finish``
+    steps run (put things back, let the guest report), each recorded as run or skipped."""
+    began = time.monotonic()
+    clock = lambda: time.monotonic() - began  # noqa: E731
+    records, failed = [], False
+    for step in login["steps"]:
+        if failed and step["step"] not in ("remove", "finish"):
+            records.append({**step, "skipped": True, "ok": False})
+            continue
+        record = run_step(step, login, proc, clock)
+        records.append(record)
+        failed = failed or not record["ok"]
+    return {"steps": records, "ok": not failed}
 
 
 def boot(spec: dict) -> dict:

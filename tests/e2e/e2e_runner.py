@@ -99,11 +99,19 @@ def new_run_root() -> Path:
     return root
 
 
-def login_key(run_root: Path) -> Dict[str, str]:
-    private = run_root / "login_key"
+def login_key(run_root: Path, name: str = "login_key") -> Dict[str, str]:
+    private = run_root / name
     run([tool("ssh-keygen"), "-q", "-t", "ed25519", "-N", "", "-C", "clmtest-login",
          "-f", str(private)])
-    return {"private": str(private), "public": (run_root / "login_key.pub").read_text().strip()}
+    return {"private": str(private), "public": (run_root / f"{name}.pub").read_text().strip()}
+
+
+def run_keys(run_root: Path) -> Dict[str, str]:
+    """The run's login key pair, and a second one (``second_private``, ``second_public``) a
+    platform can switch to while the guest runs."""
+    second = login_key(run_root, "login_key_b")
+    return {**login_key(run_root), "second_private": second["private"],
+            "second_public": second["public"]}
 
 
 def fake_platforms() -> List[str]:
@@ -142,13 +150,23 @@ def prepare(scenario: Scenario, image: Image, run_root: Path, keys: Dict[str, st
         "initrd": str(image.initrd), "rootfs": str(image.rootfs),
         "append": scenario.kernel_cmdline(), "host_netns": os.readlink("/proc/self/ns/net"),
     }
+    # the files the host touches while the guest runs (e2e_boot.run_steps): the fake server
+    # serves then_instance while "switch" exists and nothing while "outage" does
+    schedule_files = {"switch": str(run_dir / "switch"), "outage": str(run_dir / "outage")}
+    schedule: List[str] = []
+    if scenario.login_steps:
+        schedule += ["--outage-file", schedule_files["outage"]]
+    if scenario.then_instance is not None:
+        then = run_dir / "then-instance.yaml"
+        then.write_text(yaml.safe_dump(scenario.then_instance(keys), sort_keys=False))
+        schedule += ["--then-instance", str(then), "--switch-file", schedule_files["switch"]]
     if scenario.platform is not None:
         spec["fake_server"] = [
             sys.executable, "-I", "-W", "ignore", "-m", "cl_metadata.fakeserver", "--stdio",
             "--platform", scenario.platform,
             *(["--instance", str(description)] if description else []),
             "--log", str(run_dir / "requests.jsonl"), "--state", str(run_dir / "fault-state.json"),
-            *[arg for fault in scenario.faults for arg in ("--fault", fault)]]
+            *[arg for fault in scenario.faults for arg in ("--fault", fault)], *schedule]
     if scenario.drive is not None:
         renderer = renderer_for(scenario.platform or "openstack")
         files = renderer.drive_files(load_instance(str(description) if description else None))
@@ -172,6 +190,10 @@ def prepare(scenario: Scenario, image: Image, run_root: Path, keys: Dict[str, st
         spec["smbios"] = list(scenario.smbios)
     if scenario.login:
         spec["login"] = {"key": keys["private"], "user": scenario.login_user}
+        if scenario.login_steps:
+            spec["login"].update(steps=scenario.login_steps, files=schedule_files,
+                                 keys={"a": keys["private"], "b": keys["second_private"]},
+                                 requests=str(run_dir / "requests.jsonl"))
     spec_path = run_dir / "spec.json"
     spec_path.write_text(json.dumps(spec, indent=1) + "\n")
     return spec_path
@@ -220,7 +242,7 @@ def run_scenarios(names: Optional[List[str]] = None, *, accel: Optional[str] = N
             f"({image.manifest['providers_error']}); loadable ids: "
             f"{' '.join(image.provider_ids)}")
     run_root = new_run_root()
-    keys = login_key(run_root)
+    keys = run_keys(run_root)
     served = fake_platforms()
     outcomes: Dict[str, Outcome] = {}
     specs = []

@@ -96,6 +96,12 @@ class Scenario:
     host_expectation: bool = False  # run the provider on the drive on the host (EXPECTATION)
     login: bool = False  # keep the guest up until the host has logged in over ssh
     login_user: str = "core"  # who the host logs in as
+    # the login as a sequence (e2e_boot.run_steps): logins with key "a" (the run's) or "b" (its
+    # second), the fake server's "switch"/"outage" files touched and removed, pauses
+    login_steps: List[dict] = field(default_factory=list)
+    # the instance served while the switch file exists, from the run's keys (as instance())
+    then_instance: Optional[Callable[[Dict[str, str]], dict]] = None
+    hold: int = 120  # seconds the guest waits for the host's login before it reports anyway
     # QEMU -smbios values: the firmware's DMI strings (/sys/class/dmi/id) a cloud would report
     smbios: List[str] = field(default_factory=list)
     guest: Dict[str, str] = field(default_factory=dict)  # scenario dir files: units/…, links, setup
@@ -110,7 +116,7 @@ class Scenario:
                  *os.environ.get("CL_METADATA_E2E_CMDLINE", "").split(),
                  *self.cmdline, f"clmtest.scenario={self.name}"]
         if self.login:
-            words.append("clmtest.hold=120")
+            words.append(f"clmtest.hold={self.hold}")
         return " ".join(words)
 
 

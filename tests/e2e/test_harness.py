@@ -44,7 +44,9 @@ def test_qemu_is_bounded_without_defaults_and_restricted(tmp_path):
     assert netdev.count("guestfwd=") == 1 and "hostfwd" not in netdev
     assert netdev.endswith(",guestfwd=tcp:169.254.169.254:80-cmd:/venv/bin/python -m "
                            "cl_metadata.fakeserver --stdio --fault '*=status:503@10s'")
-    assert option(command, "-device")[-1] == "virtio-net-pci,netdev=n0,romfile="
+    # a fixed MAC: the network scenarios' drives match the NIC by it
+    assert option(command, "-device")[-1] == ("virtio-net-pci,netdev=n0,romfile=,"
+                                              "mac=52:54:00:12:34:56")
     # the root disk is the first disk (/dev/vda) and never written
     assert option(command, "-drive")[0] == "if=none,id=root,file=/r.img,format=raw,snapshot=on"
 
@@ -211,13 +213,14 @@ def test_archive_url_from_deb822_or_one_line_sources(tmp_path):
 
 def test_scenarios_are_named_uniquely_and_say_so_on_the_kernel_command_line():
     names = [s.name for s in SCENARIOS]
-    assert len(set(names)) == len(names) == 19
+    assert len(set(names)) == len(names) == 24
     assert sorted({s.issue for s in SCENARIOS}) == ([str(n) for n in range(1, 9)]
-                                                   + ["issue 11", "issue 6"])
+                                                   + ["issue 11", "issue 12", "issue 13",
+                                                      "issue 15", "issue 6"])
     for scenario in SCENARIOS:
         words = scenario.kernel_cmdline().split()
         assert f"clmtest.scenario={scenario.name}" in words
-        assert ("clmtest.hold=120" in words) == scenario.login
+        assert (f"clmtest.hold={scenario.hold}" in words) == scenario.login
 
 
 def test_scenario_links_name_a_unit_dir_and_a_unit():
