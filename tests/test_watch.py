@@ -346,6 +346,35 @@ def test_process_ready_watchdog_sighup_looks_now_and_sigterm_exits_0(
     assert out == "" and KEY_C.split()[1] not in err
 
 
+def test_lxd_is_followed_over_its_guest_socket(tmp_path, throwaway_user):
+    """LXD's configuration changes while the instance runs (``lxc config set``): its keys are
+    polled over the unix socket like an HTTP platform's."""
+    from cl_metadata.fakeserver.server import UnixFakeServer
+
+    server = UnixFakeServer("lxd", instance_with(KEY_A), socket_path=tmp_path / "lxd.sock")
+    server.start()
+    try:
+        environ = {"CL_METADATA_LXD_SOCKET": str(server.socket_path)}
+        from cl_metadata.watch import command
+
+        args = command.build_parser().parse_args(["--provider", "lxd", "--ssh-keys",
+                                                  throwaway_user.pw_name])
+        found = command.plan_for(args, environ)  # not turned away as a drive would be
+        assert found is not None and isinstance(found[1], sources.Polling)
+        keeper = Keeper(Plan("lxd", (throwaway_user,)), timeout=2.0, environ=environ,
+                        context_factory=lambda deadline: make_context(
+                            None, timeout=deadline.total, environ=environ))
+        watcher = Watcher(keeper, sources.Polling(0.05), retry_initial=0.05, retry_max=0.1,
+                          rng=lambda: 0.5, notify=lambda message: True)
+        path = fragment(throwaway_user)
+        with Running(watcher):
+            assert wait_for(lambda: read(path) == content(KEY_A))
+            server.dispatcher.set_instance(instance_with(KEY_A, KEY_B))
+            assert wait_for(lambda: read(path) == content(KEY_A, KEY_B))
+    finally:
+        server.stop()
+
+
 def test_drive_platforms_are_not_watched(agent_env, tmp_path, throwaway_user):
     result = run_agent("watch", "--provider", "nocloud", "--ssh-keys", throwaway_user.pw_name,
                        env=agent_env)

@@ -2,8 +2,9 @@
 
 The platform and users are chosen as for a run (``--provider ID|auto``, ``--cmdline``,
 ``--settings``, ``--ssh-keys USER``…, ``--ssh-keys-default``); ``--attributes FILE`` keeps the
-attributes file in step too. Only platforms read over HTTP are followed: a config drive, QEMU's
-fw_cfg or VMware's guestinfo does not change while the machine runs, so for them (and for no
+attributes file in step too. Platforms read over HTTP are followed, and LXD's and Incus's
+guest API on its local socket (their instance configuration can change while the machine runs);
+a config drive, QEMU's fw_cfg or VMware's guestinfo does not change, so for them (and for no
 platform at all) the command says so in one notice and exits 0, so that an enabled unit is not
 restarted in a loop. SIGTERM ends it with status 0; SIGHUP re-reads the settings and looks at
 once.
@@ -27,6 +28,11 @@ log = logging.getLogger("cl_metadata")
 
 GCE_IDS = ("gcp", "gce")
 MIN_INTERVAL, MAX_INTERVAL = 1.0, 86400.0
+
+
+# Sources that can change while the machine runs: metadata services, and the guest API socket
+# of LXD and Incus (`lxc config set` reaches a running instance).
+FOLLOWED_SOURCES = ("http", "local socket")
 
 
 class Stopped(BaseException):
@@ -76,7 +82,7 @@ def plan_for(args, environ: Mapping[str, str]) -> Optional[Tuple[Plan, object, o
     if provider_id is None:
         return None
     entry = registry.get(provider_id)
-    if entry.provider.source != "http":
+    if entry.provider.source not in FOLLOWED_SOURCES:
         agent_log.notice("%s: reads %s, which does not change while the machine runs; "
                          "nothing to watch", entry.id, entry.provider.source)
         return None
