@@ -249,14 +249,20 @@ def run_key_cost(bench: Bench, rounds: int) -> fleet.KeyCost:
                 os.path.join(bench.logs, f"keys-{keys}.jsonl"), bench.env(), instance=path))
             argv = bench.agent_argv(fleet.KEY_COST_PLATFORM, ALL)
             jobs.append((keys, server, argv, bench.env(CL_METADATA_ENDPOINT=server.url)))
-            cost.keys[keys] = []
+            cost.keys[keys], cost.serial[keys], cost.floor[keys] = [], [], []
         for round_no in range(rounds + 1):
             progress(f"key cost round {round_no + 1}/{rounds + 1}")
             for keys, server, argv, env in jobs:
                 sample = bench.run(argv, env)
                 cost.requests[keys] = len(server.new_requests())
+                serial = bench.run(argv, dict(env, CL_METADATA_CONCURRENCY="1"))
+                floor = bench.run([bench.python, "-c", fleet.REQUESTS_FLOOR, server.url,
+                                   str(keys)], env)
+                server.new_requests()
                 if round_no:
                     cost.keys[keys].append(sample.cpu)
+                    cost.serial[keys].append(serial.cpu)
+                    cost.floor[keys].append(floor.cpu)
     return cost
 
 

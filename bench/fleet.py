@@ -12,7 +12,7 @@ import os
 import statistics
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Mapping, Sequence
+from typing import Optional, Dict, List, Mapping, Sequence
 
 FLEET_SIZES = (1, 8, 32)
 FLEET_PLATFORM = "ec2"
@@ -69,19 +69,40 @@ def boot(argvs: Sequence[List[str]], env: Mapping[str, str]) -> tuple:
 class KeyCost:
     keys: Dict[int, List[float]] = field(default_factory=dict)  # keys -> CPU seconds per run
     requests: Dict[int, int] = field(default_factory=dict)
+    # the same runs one request at a time (CL_METADATA_CONCURRENCY=1), and the floor: a bare
+    # requests.Session asking the same key URLs in a loop (REQUESTS_FLOOR), keys -> CPU seconds
+    serial: Dict[int, List[float]] = field(default_factory=dict)
+    floor: Dict[int, List[float]] = field(default_factory=dict)
 
-    def per_request(self) -> float:
+    def per_request(self, runs: Optional[Dict[int, List[float]]] = None) -> float:
         """Median CPU of the many-key runs minus the one-key runs, per extra request."""
-        few, many = min(self.keys), max(self.keys)
+        runs = self.keys if runs is None else runs
+        few, many = min(runs), max(runs)
         extra = self.requests[many] - self.requests[few]
-        return (statistics.median(self.keys[many]) - statistics.median(self.keys[few])) / extra
+        return (statistics.median(runs[many]) - statistics.median(runs[few])) / extra
+
+
+# Run by the bench venv's interpreter: the least CPU requests itself spends on one GET — a
+# Session asking the token, then key 0 … N-1 of the ec2 fake server one after another.
+REQUESTS_FLOOR = r"""
+import sys, requests
+base, keys = sys.argv[1], int(sys.argv[2])
+s = requests.Session()
+token = s.put(base + "/latest/api/token",
+              headers={"X-aws-ec2-metadata-token-ttl-seconds": "60"}).text
+headers = {"X-aws-ec2-metadata-token": token}
+for i in range(keys):
+    s.get(f"{base}/2021-01-03/meta-data/public-keys/{i}/openssh-key", headers=headers).content
+"""
 
 
 # Run by the bench venv's interpreter: what a run that writes network units pays for it, beyond
-# what every run imports anyway (cl_metadata.model): the stack's modules, then the first render
-# of a 4-interface description (two NICs with static addresses, a DHCP NIC and a VLAN on it).
+# what every run that writes an output imports anyway (the command line and its logging, the
+# pipeline, the model, the atomic file writer): the stack's modules, then the first render of a
+# 4-interface description (two NICs with static addresses, a DHCP NIC and a VLAN on it).
 NETWORK_PROBE = r"""
 import sys, time
+import cl_metadata.cli, cl_metadata.pipeline, cl_metadata.outputs.fsutil
 from cl_metadata.model import NetworkInterface, Route, VirtualNetDev
 interfaces = [
     NetworkInterface(name="eth0", mac="fa:16:3e:4c:2d:7a", priority=10,

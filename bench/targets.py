@@ -324,6 +324,20 @@ def target_request_cpu(results: Results) -> Target:
                       "cookie and header merging, adapter, urllib3 pool checkout and response "
                       "wrapping), the agent's cache and retry loop, the key parsing and a log "
                       "call; the per-request watchdog thread is gone.")
+        if cost.floor.get(many) and cost.serial.get(many):
+            floor = cost.per_request(cost.floor) * 1000
+            serial = cost.per_request(cost.serial) * 1000
+            over = " — over the target on its own" if floor > TARGET_CPU_PER_REQUEST_MS else ""
+            threads = per - serial
+            concurrency = (f"its default concurrency adds {threads:.3f} ms of thread "
+                           f"hand-overs, the price of the wall time a slow platform needs"
+                           if threads > 0 else
+                           f"its default concurrency adds no CPU measurable here "
+                           f"({threads:+.3f} ms)")
+            target.why += (f" The floor is requests itself: a bare Session costs {floor:.3f} ms "
+                           f"per GET here{over}; the agent one request at a time costs "
+                           f"{serial:.3f} ms, and {concurrency}. Meeting the target takes an "
+                           f"HTTP client below requests, which the design rules out.")
         target.note = f"bench: CPU per extra request {per:.3f} ms (target ≤ 0.5 ms)"
     return target
 
