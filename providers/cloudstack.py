@@ -28,7 +28,6 @@ provider, which writes it.
 from __future__ import annotations
 
 import logging
-import os
 from typing import Dict, List, Optional
 
 from cl_metadata.errors import ConfigDriveError, ConfigDriveNotFound
@@ -36,8 +35,6 @@ from cl_metadata.providers import cloudstack_configdrive as configdrive
 from cl_metadata.providers.base import ATTRIBUTES, NETWORK_UNITS, SSH_KEYS, USER_DATA, Provider
 from cl_metadata.providers.cloudstack_configdrive import CloudStackConfigDriveProvider
 from cl_metadata.providers.cloudstack_metadata import CloudStackMetadataProvider
-from cl_metadata.sources import openstack_drive
-from cl_metadata.sources.user_data import DriveUserData
 
 log = logging.getLogger("cl_metadata")
 
@@ -46,19 +43,7 @@ class _DriveFound(CloudStackConfigDriveProvider):
     """``cloudstack-configdrive``'s reading of a drive that is there now: no wait for udev,
     since the metadata service is the answer when there is none."""
 
-    def __init__(self, context):
-        Provider.__init__(self, context)
-        premounted = ((configdrive.PREMOUNTED,)
-                      if os.path.isdir(os.path.join(configdrive.PREMOUNTED,
-                                                    configdrive.METADATA_DIR)) else ())
-        with context.config_drive(configdrive.LABELS, premounted=premounted) as drive:
-            if not drive.exists(configdrive.METADATA_DIR):
-                raise ConfigDriveError("missing: not a CloudStack config drive",
-                                       source=configdrive.METADATA_DIR)
-            self.files = {path: drive.read(path, optional=True)
-                          for path in (*configdrive.ATTRIBUTE_FILES.values(),
-                                       configdrive.PUBLIC_KEYS, openstack_drive.NETWORK_DATA)}
-            self.user_data_file = DriveUserData(drive, [configdrive.USER_DATA_FILE])
+    drive_wait = 0.0
 
 
 class CloudStackProvider(Provider):

@@ -63,12 +63,13 @@ class CloudStackConfigDriveProvider(Provider):
     features = frozenset({ATTRIBUTES, SSH_KEYS, NETWORK_UNITS, USER_DATA})
     user_data_source = USER_DATA_FILE + " on the config drive"
     unprefixed_attributes = ("CLOUDSTACK_LOCAL_HOSTNAME",)
+    drive_wait = DRIVE_WAIT  # seconds for the label; `cloudstack` asks the service instead
 
     def __init__(self, context):
         super().__init__(context)
         premounted = ((PREMOUNTED,) if os.path.isdir(os.path.join(PREMOUNTED, METADATA_DIR))
                       else ())
-        with context.config_drive(LABELS, wait=DRIVE_WAIT, premounted=premounted) as drive:
+        with context.config_drive(LABELS, wait=self.drive_wait, premounted=premounted) as drive:
             if not drive.exists(METADATA_DIR):
                 raise ConfigDriveError("missing: not a CloudStack config drive",
                                        source=METADATA_DIR)

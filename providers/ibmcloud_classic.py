@@ -22,7 +22,7 @@ log = logging.getLogger("cl_metadata")
 
 DRIVE_WAIT = 5.0  # seconds for udev to show the label; the drive is the only source
 UNIT_PRIORITY = 10
-USER_DATA_FILE = "openstack/latest/user_data"  # raw; absent = none (Ignition's file)
+USER_DATA_FILE = openstack.USER_DATA
 
 META_DATA_FIELDS = {
     "IBMCLOUD_CLASSIC_INSTANCE_ID": "uuid",

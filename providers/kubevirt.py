@@ -39,7 +39,7 @@ META_DATA_FIELDS = {  # layout → attribute → meta-data field
     "cidata": {"KUBEVIRT_INSTANCE_ID": "instance-id", "KUBEVIRT_HOSTNAME": "local-hostname"},
 }
 REQUIRED = ("KUBEVIRT_INSTANCE_ID", "KUBEVIRT_HOSTNAME")
-USER_DATA_FILES = {"config-2": "openstack/latest/user_data", "cidata": nocloud.USER_DATA}  # raw
+USER_DATA_FILES = {"config-2": openstack.USER_DATA, "cidata": nocloud.USER_DATA}  # raw
 
 
 class KubeVirtProvider(Provider):

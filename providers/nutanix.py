@@ -31,7 +31,7 @@ log = logging.getLogger("cl_metadata")
 
 DRIVE_WAIT = 5.0  # seconds for udev to show the label
 UNIT_PRIORITY = 10
-USER_DATA_FILE = "openstack/latest/user_data"  # raw; absent = none (Ignition's file)
+USER_DATA_FILE = openstack.USER_DATA
 
 META_DATA_FIELDS = {
     "NUTANIX_INSTANCE_UUID": "uuid",

@@ -28,7 +28,7 @@ log = logging.getLogger("cl_metadata")
 LABELS = ("config-2", "CONFIG-2")
 OPENSTACK_META_DATA = "openstack/latest/meta_data.json"
 EC2_META_DATA = "ec2/latest/meta-data.json"
-USER_DATA_FILE = "openstack/latest/user_data"  # raw; absent = none (Ignition's file)
+USER_DATA_FILE = openstack_drive.USER_DATA
 
 EC2_FIELDS = {
     "OPENSTACK_INSTANCE_ID": "instance-id",

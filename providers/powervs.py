@@ -22,7 +22,7 @@ from cl_metadata.providers.base import ATTRIBUTES, HOSTNAME, SSH_KEYS, USER_DATA
 from cl_metadata.sources.user_data import DriveUserData
 
 DRIVE_WAIT = 5.0  # seconds for udev to show the label; the drive is the only source
-USER_DATA_FILE = "openstack/latest/user_data"  # raw; absent = none (Ignition's file)
+USER_DATA_FILE = openstack.USER_DATA
 
 META_DATA_FIELDS = {
     "POWERVS_INSTANCE_ID": "uuid",

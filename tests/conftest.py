@@ -32,6 +32,7 @@ def _install_network_guard() -> None:
 
 _install_network_guard()
 
+from cl_metadata import registry  # noqa: E402
 from cl_metadata.context import Context  # noqa: E402
 from cl_metadata.sources.deadline import Deadline  # noqa: E402
 
@@ -92,6 +93,24 @@ def run_agent(*args, env, timeout=60):
     return subprocess.run([sys.executable, "-m", "cl_metadata", *map(str, args)], env=env,
                           capture_output=True, text=True, timeout=timeout)
 
+
+# Platforms whose provider reads a drive (qemu: its fw_cfg entry), for tests that set up every
+# provider's source.
+DRIVE_PLATFORMS = {pid for pid in registry.BUILTIN
+                   if "config drive" in registry.get(pid).provider.source or pid == "qemu"}
+
+# ``python -c AGENT_LAUNCHER ARGS…``: the agent with the three things a test machine lacks — a
+# DHCP lease under $TEST_DHCP_ROOT (cloudstack-metadata), an eth1 (vagrant-virtualbox reads
+# "lo"), and a journal socket that must not be used.
+AGENT_LAUNCHER = (
+    "import os, sys\n"
+    "import cl_metadata.sources.dhcp as dhcp, cl_metadata.journal as journal\n"
+    "import cl_metadata.providers.vagrant_virtualbox as vagrant\n"
+    "dhcp.ROOT = os.environ['TEST_DHCP_ROOT']\n"
+    "vagrant.INTERFACE = 'lo'\n"
+    "journal.JOURNALD_SOCKET = '/nonexistent/journal/socket'\n"
+    "from cl_metadata.cli import main\n"
+    "sys.exit(main(sys.argv[1:]))\n")
 
 NOBODY = 65534
 

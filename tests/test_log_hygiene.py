@@ -29,7 +29,7 @@ from cl_metadata.fakeserver.server import FakeServer, UnixFakeServer
 from cl_metadata.fakeserver.standins import write_vmware_rpctool
 from cl_metadata.outputs.sshkeys import validate_keys
 
-from conftest import run_agent
+from conftest import AGENT_LAUNCHER, DRIVE_PLATFORMS, run_agent
 
 
 
@@ -108,20 +108,6 @@ MARKERS = sorted({
 NEVER_PRINTED = ["zqxkeycomment", "zqxuserdata", "zqxsecretpassword", RSA_BLOB[40:80],
                  *(ed25519_blob(marker)[28:] for marker in KEY_BYTES)]
 
-DRIVE_PLATFORMS = {pid for pid in registry.BUILTIN
-                   if "config drive" in registry.get(pid).provider.source or pid == "qemu"}
-
-# run the agent with the three things a test machine lacks: a DHCP lease (cloudstack-metadata),
-# an eth1 (vagrant-virtualbox reads "lo"), and a journal socket that must not be used
-LAUNCHER = (
-    "import os, sys\n"
-    "import cl_metadata.sources.dhcp as dhcp, cl_metadata.journal as journal\n"
-    "import cl_metadata.providers.vagrant_virtualbox as vagrant\n"
-    "dhcp.ROOT = os.environ['TEST_DHCP_ROOT']\n"
-    "vagrant.INTERFACE = 'lo'\n"
-    "journal.JOURNALD_SOCKET = '/nonexistent/journal/socket'\n"
-    "from cl_metadata.cli import main\n"
-    "sys.exit(main(sys.argv[1:]))\n")
 
 
 def test_the_machine_makes_every_warning_fire():
@@ -176,7 +162,7 @@ def run(provider_id, env, tmp_path, ssh_user, *, journal: bool):
         notify = NotifySocket(out / "notify")
         env["NOTIFY_SOCKET"] = notify.path
     with stderr:
-        result = subprocess.run([sys.executable, "-c", LAUNCHER, *map(str, args)], env=env,
+        result = subprocess.run([sys.executable, "-c", AGENT_LAUNCHER, *map(str, args)], env=env,
                                 stdout=subprocess.PIPE, stderr=stderr, timeout=120)
         stderr.seek(0)
         text = stderr.read().decode("utf-8", "replace")
@@ -215,7 +201,7 @@ def test_no_metadata_value_reaches_any_output(provider_id, agent_env, tmp_path, 
     try:
         outcomes = [run(provider_id, agent_env, tmp_path, ssh_user, journal=journal)
                     for journal in (False, True)]
-        queried = subprocess.run([sys.executable, "-c", LAUNCHER, "query", "--provider",
+        queried = subprocess.run([sys.executable, "-c", AGENT_LAUNCHER, "query", "--provider",
                                   provider_id, "--json", "-v"], env=agent_env,
                                  capture_output=True, timeout=120)
     finally:

@@ -25,7 +25,7 @@ from cl_metadata.fakeserver.render import renderer_for
 from cl_metadata.fakeserver.server import FakeServer, UnixFakeServer
 from cl_metadata.fakeserver.standins import write_vmware_rpctool
 
-from conftest import REPO
+from conftest import AGENT_LAUNCHER, DRIVE_PLATFORMS, REPO
 from systemd_envfile import load_environment_file
 
 CONTRACT = load_instance(os.path.join(REPO, "tests", "fixtures", "contract-instance.yaml"))
@@ -42,19 +42,6 @@ VALIDATOR = jsonschema.Draft202012Validator(SCHEMA, format_checker=None)
 KEY_BLOBS = [key.key.split()[1] for key in MACHINE.ssh_keys]
 KEY_COMMENTS = [key.key.split()[2] for key in MACHINE.ssh_keys]
 
-DRIVE_PLATFORMS = {pid for pid in registry.BUILTIN
-                   if "config drive" in registry.get(pid).provider.source or pid == "qemu"}
-# the three things a test machine lacks: a DHCP lease (cloudstack-metadata), an eth1
-# (vagrant-virtualbox reads "lo"), and a journal socket that must not be used
-LAUNCHER = (
-    "import os, sys\n"
-    "import cl_metadata.sources.dhcp as dhcp, cl_metadata.journal as journal\n"
-    "import cl_metadata.providers.vagrant_virtualbox as vagrant\n"
-    "dhcp.ROOT = os.environ['TEST_DHCP_ROOT']\n"
-    "vagrant.INTERFACE = 'lo'\n"
-    "journal.JOURNALD_SOCKET = '/nonexistent/journal/socket'\n"
-    "from cl_metadata.cli import main\n"
-    "sys.exit(main(sys.argv[1:]))\n")
 
 
 def schema_errors(doc):
@@ -92,7 +79,7 @@ class Platform:
         return [(r["method"], r["path"]) for r in self.server.requests] if self.server else []
 
     def run(self, *args, cwd=None, env=None):
-        return subprocess.run([sys.executable, "-c", LAUNCHER, *map(str, args)],
+        return subprocess.run([sys.executable, "-c", AGENT_LAUNCHER, *map(str, args)],
                               env=env or self.env, cwd=cwd, capture_output=True, text=True,
                               timeout=120)
 

@@ -28,6 +28,7 @@ log = logging.getLogger("cl_metadata")
 LABELS = ("config-2", "CONFIG-2")
 META_DATA = "openstack/latest/meta_data.json"
 NETWORK_DATA = "openstack/latest/network_data.json"
+USER_DATA = "openstack/latest/user_data"  # raw; absent = none (the file Ignition reads)
 
 Network = Tuple[List[NetworkInterface], List[VirtualNetDev]]
 
